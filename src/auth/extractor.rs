@@ -1,0 +1,105 @@
+//! `AuthUser`: the signed-in user behind a bearer token.
+//!
+//! The token's signature and expiry are checked first; then one query makes
+//! sure the user still exists, is not disabled, and the token was not logged
+//! out. The role comes from the database, so a role change or a disable takes
+//! effect on the next request.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use uuid::Uuid;
+
+use super::Role;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// An authenticated request's user.
+#[derive(Clone, Debug)]
+pub struct AuthUser {
+    pub id: i64,
+    pub role: Role,
+    /// The id of the access token used, for logout.
+    pub jti: Uuid,
+    /// When that token expires (unix seconds).
+    pub exp: i64,
+}
+
+impl AuthUser {
+    /// `forbidden` unless the user has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("your role may not do this"))
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
+            let token = token?;
+            let claims = state.jwt.verify(&token)?;
+            let id: i64 = claims
+                .sub
+                .parse()
+                .map_err(|_| ApiError::Unauthorized("the access token is not valid"))?;
+            let row: Option<(String, bool, bool)> = sqlx::query_as(
+                "select u.role, u.disabled_at is not null,
+                        exists (select 1 from revoked_token r where r.jti = $2)
+                   from app_user u where u.id = $1",
+            )
+            .bind(id)
+            .bind(claims.jti)
+            .fetch_optional(&state.pool)
+            .await?;
+            let Some((role, disabled, revoked)) = row else {
+                return Err(ApiError::Unauthorized(
+                    "the account of this token no longer exists",
+                ));
+            };
+            if revoked {
+                return Err(ApiError::TokenRevoked);
+            }
+            if disabled {
+                return Err(ApiError::Forbidden("this account is disabled"));
+            }
+            let role = Role::parse(&role)
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {role:?}")))?;
+            Ok(AuthUser {
+                id,
+                role,
+                jti: claims.jti,
+                exp: claims.exp,
+            })
+        })
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized("sign in first: no bearer token"))?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not readable"))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or(ApiError::Unauthorized(
+            "the Authorization header must be `Bearer <token>`",
+        ))?;
+    Ok(token.trim().to_string())
+}

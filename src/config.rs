@@ -1,0 +1,342 @@
+//! Typed settings, read once from the environment at start.
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `DATABASE_URL` | unset | PostgreSQL to use; unset starts the embedded private cluster |
+//! | `FLASHSALE_DATA_DIR` | `./flashsale-data` | embedded mode: cluster, generated secrets, logs |
+//! | `PG_BIN_DIR` | searched | embedded mode: directory holding `initdb` and `postgres` |
+//! | `HOST` | `127.0.0.1` | address to listen on |
+//! | `PORT` | `8080` | port to listen on (0 picks a free one) |
+//! | `WORKERS` | number of cores | HTTP worker threads |
+//! | `JWT_SECRET` | generated in embedded mode | HS256 signing key, at least 32 bytes; required with `DATABASE_URL` |
+//! | `ACCESS_TOKEN_TTL_SECS` | `900` | lifetime of access tokens |
+//! | `REFRESH_TOKEN_TTL_SECS` | `2592000` | lifetime of refresh tokens (30 days) |
+//! | `BCRYPT_COST` | `12` | bcrypt work factor, 4..=31 |
+//! | `PURCHASE_RATE_PER_SEC` | `2` | purchase attempts per second per user (per process) |
+//! | `PURCHASE_BURST` | `5` | purchase attempts a user may fire at once |
+//! | `AUTH_RATE_PER_SEC` | `5` | login/register/refresh attempts per second per client IP (per process) |
+//! | `AUTH_BURST` | `20` | login/register/refresh attempts an IP may fire at once |
+//! | `DB_MAX_CONNECTIONS` | `20` | size of the connection pool |
+//! | `DB_ACQUIRE_TIMEOUT_MS` | `3000` | wait for a pooled connection before answering `busy` |
+//! | `LOG_FORMAT` | `text` | `text` or `json` |
+//! | `RUST_LOG` | `info` | log filter |
+
+use std::env;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the database comes from.
+#[derive(Clone, Debug)]
+pub enum DatabaseSource {
+    /// A server the operator runs.
+    Url(String),
+    /// The private cluster started by the process itself, in this directory.
+    Embedded { data_dir: PathBuf },
+}
+
+/// Everything the process reads from its environment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database: DatabaseSource,
+    pub pg_bin_dir: Option<PathBuf>,
+    pub host: String,
+    pub port: u16,
+    pub workers: Option<usize>,
+    /// `None` only in embedded mode, where the secret is generated and kept in
+    /// the data directory.
+    pub jwt_secret: Option<String>,
+    pub log_json: bool,
+    pub app: AppSettings,
+}
+
+/// The settings the running application needs (shared by tests, which build
+/// them directly).
+#[derive(Clone, Debug)]
+pub struct AppSettings {
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub bcrypt_cost: u32,
+    pub purchase_rate: Rate,
+    pub auth_rate: Rate,
+    pub db_max_connections: u32,
+    pub db_acquire_timeout: Duration,
+}
+
+/// A token-bucket rate: `per_second` refill and `burst` capacity.
+#[derive(Clone, Copy, Debug)]
+pub struct Rate {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        AppSettings {
+            access_token_ttl: Duration::from_secs(900),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            bcrypt_cost: 12,
+            purchase_rate: Rate::new(2, 5),
+            auth_rate: Rate::new(5, 20),
+            db_max_connections: 20,
+            db_acquire_timeout: Duration::from_millis(3000),
+        }
+    }
+}
+
+impl Rate {
+    /// A rate; zero values are raised to one.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Rate {
+            per_second: NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN),
+            burst: NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+}
+
+/// The shortest accepted `JWT_SECRET`, in bytes.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// The lowest accepted bcrypt cost.
+pub const MIN_BCRYPT_COST: u32 = 4;
+
+impl Config {
+    /// Reads the environment. Every missing or malformed variable is reported
+    /// in one message.
+    pub fn from_env() -> Result<Config, String> {
+        Self::from_lookup(|k| env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads settings through `get` (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let mut errors = Vec::new();
+        let defaults = AppSettings::default();
+
+        fn num<T: std::str::FromStr>(
+            get: &impl Fn(&str) -> Option<String>,
+            errors: &mut Vec<String>,
+            key: &str,
+            default: T,
+            ok: impl Fn(&T) -> bool,
+            expect: &str,
+        ) -> T {
+            match get(key) {
+                None => default,
+                Some(raw) => match raw.trim().parse::<T>() {
+                    Ok(v) if ok(&v) => v,
+                    _ => {
+                        errors.push(format!("{key}={raw:?} is not {expect}"));
+                        default
+                    }
+                },
+            }
+        }
+
+        let database = match get("DATABASE_URL") {
+            Some(url) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    errors.push("DATABASE_URL must start with postgres:// or postgresql://".into());
+                }
+                DatabaseSource::Url(url)
+            }
+            None => DatabaseSource::Embedded {
+                data_dir: absolute(PathBuf::from(
+                    get("FLASHSALE_DATA_DIR").unwrap_or_else(|| "flashsale-data".into()),
+                )),
+            },
+        };
+
+        let jwt_secret = get("JWT_SECRET");
+        match (&database, &jwt_secret) {
+            (DatabaseSource::Url(_), None) => errors.push(format!(
+                "JWT_SECRET is required with DATABASE_URL (at least {MIN_JWT_SECRET_BYTES} random bytes, e.g. `openssl rand -hex 32`)"
+            )),
+            (_, Some(s)) if s.len() < MIN_JWT_SECRET_BYTES => errors.push(format!(
+                "JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes (it has {})",
+                s.len()
+            )),
+            _ => {}
+        }
+
+        let port = num(
+            &get,
+            &mut errors,
+            "PORT",
+            8080u16,
+            |_| true,
+            "a port number",
+        );
+        let workers = get("WORKERS").map(|_| {
+            num(
+                &get,
+                &mut errors,
+                "WORKERS",
+                1usize,
+                |w| *w >= 1 && *w <= 512,
+                "a worker count (1..=512)",
+            )
+        });
+        let access = num(
+            &get,
+            &mut errors,
+            "ACCESS_TOKEN_TTL_SECS",
+            900u64,
+            |v| *v >= 10,
+            "a number of seconds >= 10",
+        );
+        let refresh = num(
+            &get,
+            &mut errors,
+            "REFRESH_TOKEN_TTL_SECS",
+            defaults.refresh_token_ttl.as_secs(),
+            |v| *v >= 60,
+            "a number of seconds >= 60",
+        );
+        let bcrypt_cost = num(
+            &get,
+            &mut errors,
+            "BCRYPT_COST",
+            12u32,
+            |c| (MIN_BCRYPT_COST..=31).contains(c),
+            "a bcrypt cost between 4 and 31",
+        );
+        let positive = |v: &u32| *v >= 1;
+        let p_rate = num(
+            &get,
+            &mut errors,
+            "PURCHASE_RATE_PER_SEC",
+            2u32,
+            positive,
+            "a positive integer",
+        );
+        let p_burst = num(
+            &get,
+            &mut errors,
+            "PURCHASE_BURST",
+            5u32,
+            positive,
+            "a positive integer",
+        );
+        let a_rate = num(
+            &get,
+            &mut errors,
+            "AUTH_RATE_PER_SEC",
+            5u32,
+            positive,
+            "a positive integer",
+        );
+        let a_burst = num(
+            &get,
+            &mut errors,
+            "AUTH_BURST",
+            20u32,
+            positive,
+            "a positive integer",
+        );
+        let max_conn = num(
+            &get,
+            &mut errors,
+            "DB_MAX_CONNECTIONS",
+            20u32,
+            |v| (1..=1000).contains(v),
+            "a connection count (1..=1000)",
+        );
+        let acquire_ms = num(
+            &get,
+            &mut errors,
+            "DB_ACQUIRE_TIMEOUT_MS",
+            3000u64,
+            |v| *v >= 1,
+            "a positive number of milliseconds",
+        );
+        let log_json = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                errors.push(format!("LOG_FORMAT={other:?} is not `text` or `json`"));
+                false
+            }
+        };
+
+        if !errors.is_empty() {
+            return Err(format!("invalid configuration: {}", errors.join("; ")));
+        }
+        Ok(Config {
+            database,
+            pg_bin_dir: get("PG_BIN_DIR").map(PathBuf::from),
+            host: get("HOST").unwrap_or_else(|| "127.0.0.1".into()),
+            port,
+            workers,
+            jwt_secret,
+            log_json,
+            app: AppSettings {
+                access_token_ttl: Duration::from_secs(access),
+                refresh_token_ttl: Duration::from_secs(refresh),
+                bcrypt_cost,
+                purchase_rate: Rate::new(p_rate, p_burst),
+                auth_rate: Rate::new(a_rate, a_burst),
+                db_max_connections: max_conn,
+                db_acquire_timeout: Duration::from_millis(acquire_ms),
+            },
+        })
+    }
+}
+
+fn absolute(p: PathBuf) -> PathBuf {
+    if p.is_absolute() {
+        p
+    } else {
+        env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn embedded_mode_needs_no_configuration() {
+        let c = cfg(&[]).expect("defaults are valid");
+        assert!(matches!(c.database, DatabaseSource::Embedded { .. }));
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.app.bcrypt_cost, 12);
+    }
+
+    #[test]
+    fn a_real_database_requires_a_strong_jwt_secret() {
+        let err = cfg(&[("DATABASE_URL", "postgres://x@localhost/db")]).unwrap_err();
+        assert!(err.contains("JWT_SECRET is required"), "{err}");
+        let err = cfg(&[
+            ("DATABASE_URL", "postgres://x@localhost/db"),
+            ("JWT_SECRET", "short"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("at least 32 bytes"), "{err}");
+        let ok = cfg(&[
+            ("DATABASE_URL", "postgres://x@localhost/db"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ]);
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_at_once() {
+        let err = cfg(&[
+            ("PORT", "http"),
+            ("BCRYPT_COST", "3"),
+            ("LOG_FORMAT", "xml"),
+        ])
+        .unwrap_err();
+        assert!(err.contains("PORT"), "{err}");
+        assert!(err.contains("BCRYPT_COST"), "{err}");
+        assert!(err.contains("LOG_FORMAT"), "{err}");
+    }
+}

@@ -1,0 +1,467 @@
+//! The private PostgreSQL launcher.
+//!
+//! Used by `flashsale serve` when no `DATABASE_URL` is set, by the test suite,
+//! and by the stress harness. It finds the server binaries installed on the
+//! machine, creates a cluster in a directory of its own on first use
+//! (password-protected, listening on a unix socket and a free loopback port),
+//! starts `postgres` as a child process and stops it again.
+//!
+//! PostgreSQL refuses to run as root, so when this process is root the cluster
+//! runs as the `postgres` system user (which the server package creates). The
+//! child is bound to the thread that started it with `PR_SET_PDEATHSIG`, so a
+//! crashed parent never leaves a server behind.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use sqlx::postgres::PgConnectOptions;
+
+/// What went wrong starting the private cluster. The messages are meant for
+/// the person who ran the command.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error(
+        "no PostgreSQL server binaries found (looked for initdb and postgres in PG_BIN_DIR, on PATH and under /usr/lib/postgresql/*/bin): install the PostgreSQL server package (Debian: apt-get install postgresql) or set DATABASE_URL to a running server"
+    )]
+    NoBinaries,
+    #[error(
+        "PostgreSQL refuses to run as root and there is no `postgres` system user to run it as: install the PostgreSQL server package (it creates that user), run flashsale as an ordinary user, or set DATABASE_URL"
+    )]
+    NoUnprivilegedUser,
+    #[error(
+        "the `postgres` user cannot reach {0}: one of its parent directories is not searchable by others; set FLASHSALE_DATA_DIR to a directory it can reach (e.g. /var/lib/flashsale)"
+    )]
+    Unreachable(PathBuf),
+    #[error("{0}")]
+    Failed(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> EmbeddedError {
+    let context = context.into();
+    move |source| EmbeddedError::Io { context, source }
+}
+
+/// How to start a cluster.
+#[derive(Clone, Debug)]
+pub struct EmbeddedOptions {
+    /// Directory holding everything the cluster owns.
+    pub data_dir: PathBuf,
+    /// Where `initdb` and `postgres` live; searched when `None`.
+    pub bin_dir: Option<PathBuf>,
+    /// Trade durability for speed (fsync off): for throwaway test clusters.
+    pub ephemeral: bool,
+    /// `max_connections` of the server.
+    pub max_connections: u32,
+}
+
+/// A running private PostgreSQL server. Stop it with [`EmbeddedPg::stop`];
+/// if this process dies first, the server is told to shut down by the kernel.
+pub struct EmbeddedPg {
+    data_dir: PathBuf,
+    socket_dir: Option<PathBuf>,
+    port: u16,
+    password: String,
+    pid: i32,
+    exited: Mutex<Option<mpsc::Receiver<()>>>,
+}
+
+/// The database role the embedded cluster is created with.
+pub const SUPERUSER: &str = "flashsale";
+
+struct RunAs {
+    uid: u32,
+    gid: u32,
+}
+
+impl EmbeddedPg {
+    /// Creates the cluster if the data directory holds none yet, starts the
+    /// server and waits until it accepts connections. Blocking: call it from
+    /// `spawn_blocking` in async code.
+    pub fn start(opts: &EmbeddedOptions) -> Result<EmbeddedPg, EmbeddedError> {
+        let bin = find_bin_dir(opts.bin_dir.as_deref())?;
+        let run_as = unprivileged_user()?;
+
+        let data_dir = &opts.data_dir;
+        fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(io(format!("resolving {}", data_dir.display())))?;
+        let pgdata = data_dir.join("pg");
+        let run_dir = data_dir.join("run");
+        fs::create_dir_all(&run_dir).map_err(io("creating the socket directory"))?;
+        if let Some(user) = &run_as {
+            check_reachable(&data_dir)?;
+            chown(&run_dir, user)?;
+        }
+
+        let password_file = data_dir.join("pg-password");
+        if !pgdata.join("PG_VERSION").exists() {
+            init_cluster(&bin, &pgdata, &password_file, run_as.as_ref())?;
+        }
+        let password = fs::read_to_string(&password_file)
+            .map_err(io(format!("reading {}", password_file.display())))?
+            .trim()
+            .to_string();
+
+        // A unix socket path is limited to ~107 bytes; fall back to TCP only.
+        let socket_ok = run_dir.as_os_str().len() + "/.s.PGSQL.65535".len() < 100;
+        let port = free_port()?;
+        let log_path = data_dir.join("postgres.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(format!("opening {}", log_path.display())))?;
+        let log_err = log.try_clone().map_err(io("opening the server log"))?;
+
+        let mut cmd = Command::new(bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(&pgdata)
+            .arg("-p")
+            .arg(port.to_string())
+            .arg("-k")
+            .arg(if socket_ok {
+                run_dir.as_os_str()
+            } else {
+                "".as_ref()
+            })
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", &format!("max_connections={}", opts.max_connections)])
+            .args(["-c", "timezone=UTC"])
+            .args(["-c", "log_min_messages=warning"]);
+        if opts.ephemeral {
+            cmd.args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]);
+        }
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
+        let spawn = spawn_bound(cmd, run_as.as_ref());
+        let (pid, exited) = spawn?;
+
+        let pg = EmbeddedPg {
+            data_dir: data_dir.clone(),
+            socket_dir: socket_ok.then_some(run_dir),
+            port,
+            password,
+            pid,
+            exited: Mutex::new(Some(exited)),
+        };
+        pg.wait_ready(&pgdata, &log_path)?;
+        Ok(pg)
+    }
+
+    fn wait_ready(&self, pgdata: &Path, log_path: &Path) -> Result<(), EmbeddedError> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // postmaster.pid's 8th line is the server status; "ready" means it
+            // accepts connections (this is what pg_ctl waits for).
+            if let Ok(pidfile) = fs::read_to_string(pgdata.join("postmaster.pid")) {
+                let lines: Vec<&str> = pidfile.lines().collect();
+                if lines.first().map(|l| l.trim()) == Some(self.pid.to_string().as_str())
+                    && lines.get(7).map(|l| l.trim()) == Some("ready")
+                {
+                    return Ok(());
+                }
+            }
+            let gone = match self.exited.lock() {
+                Ok(guard) => guard.as_ref().is_some_and(|rx| rx.try_recv().is_ok()),
+                Err(_) => false,
+            };
+            if gone || Instant::now() > deadline {
+                if !gone {
+                    self.stop();
+                }
+                return Err(EmbeddedError::Failed(format!(
+                    "PostgreSQL did not start; the end of {} says:\n{}",
+                    log_path.display(),
+                    tail(log_path, 15)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Connection options for `database` on this server.
+    pub fn connect_options(&self, database: &str) -> PgConnectOptions {
+        let opts = PgConnectOptions::new()
+            .username(SUPERUSER)
+            .password(&self.password)
+            .database(database)
+            .port(self.port);
+        match &self.socket_dir {
+            Some(dir) => opts.socket(dir),
+            None => opts.host("127.0.0.1"),
+        }
+    }
+
+    /// A `postgres://` URL for `database` over loopback TCP (for tools such as
+    /// psql and pgbench).
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            self.password, self.port
+        )
+    }
+
+    /// The loopback TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory that holds the cluster.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Fast shutdown (open transactions are rolled back), waiting up to 30 s.
+    /// Calling it twice is harmless.
+    pub fn stop(&self) {
+        let Ok(mut guard) = self.exited.lock() else {
+            return;
+        };
+        let Some(rx) = guard.take() else { return };
+        // SAFETY: kill(2) with a pid we started; no memory is touched.
+        unsafe {
+            libc::kill(self.pid, libc::SIGINT);
+        }
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(self.pid, libc::SIGQUIT);
+            }
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+impl Drop for EmbeddedPg {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Looks for a directory holding both `initdb` and `postgres`.
+pub fn find_bin_dir(explicit: Option<&Path>) -> Result<PathBuf, EmbeddedError> {
+    let has_both = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
+    if let Some(d) = explicit {
+        return if has_both(d) {
+            Ok(d.to_path_buf())
+        } else {
+            Err(EmbeddedError::Failed(format!(
+                "PG_BIN_DIR={} does not hold initdb and postgres",
+                d.display()
+            )))
+        };
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        if let Some(d) = std::env::split_paths(&path).find(|d| has_both(d)) {
+            return Ok(d);
+        }
+    }
+    // Debian and Ubuntu keep the server binaries off PATH; take the newest.
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            has_both(&bin).then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, d)| d)
+        .ok_or(EmbeddedError::NoBinaries)
+}
+
+fn unprivileged_user() -> Result<Option<RunAs>, EmbeddedError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let name = c"postgres";
+    // SAFETY: getpwnam returns a pointer into static storage or null; the
+    // fields are read at once, before any other call could overwrite it.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return Err(EmbeddedError::NoUnprivilegedUser);
+    }
+    // SAFETY: pw is non-null and points at a valid passwd record.
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    Ok(Some(RunAs { uid, gid }))
+}
+
+fn chown(path: &Path, user: &RunAs) -> Result<(), EmbeddedError> {
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(io(format!(
+        "handing {} to the postgres user",
+        path.display()
+    )))
+}
+
+/// Every ancestor of `dir` must be searchable by the unprivileged user.
+fn check_reachable(dir: &Path) -> Result<(), EmbeddedError> {
+    for anc in dir.ancestors().skip(1) {
+        if let Ok(meta) = fs::metadata(anc) {
+            if meta.permissions().mode() & 0o001 == 0 {
+                return Err(EmbeddedError::Unreachable(dir.to_path_buf()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn init_cluster(
+    bin: &Path,
+    pgdata: &Path,
+    password_file: &Path,
+    run_as: Option<&RunAs>,
+) -> Result<(), EmbeddedError> {
+    // A leftover of an interrupted initdb is not a cluster: start over.
+    if pgdata.exists() {
+        fs::remove_dir_all(pgdata).map_err(io(format!("clearing {}", pgdata.display())))?;
+    }
+    fs::create_dir_all(pgdata).map_err(io(format!("creating {}", pgdata.display())))?;
+    fs::set_permissions(pgdata, fs::Permissions::from_mode(0o700))
+        .map_err(io("restricting the cluster directory"))?;
+    if let Some(user) = run_as {
+        chown(pgdata, user)?;
+    }
+
+    let password: String = rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
+    // initdb reads the superuser password from a file it must be able to read.
+    let pwfile = pgdata
+        .parent()
+        .unwrap_or(pgdata)
+        .join(format!(".initdb-pw-{}", std::process::id()));
+    {
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&pwfile)
+            .map_err(io("writing the initdb password file"))?;
+        f.write_all(password.as_bytes())
+            .map_err(io("writing the initdb password file"))?;
+    }
+    if let Some(user) = run_as {
+        chown(&pwfile, user)?;
+    }
+    let mut cmd = Command::new(bin.join("initdb"));
+    cmd.arg("-D")
+        .arg(pgdata)
+        .args([
+            "-U",
+            SUPERUSER,
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--auth=scram-sha-256",
+        ])
+        .arg(format!("--pwfile={}", pwfile.display()))
+        .stdin(Stdio::null());
+    if let Some(user) = run_as {
+        cmd.uid(user.uid).gid(user.gid).env("HOME", pgdata);
+    }
+    let out = cmd.output().map_err(io("running initdb"));
+    let _ = fs::remove_file(&pwfile);
+    let out = out?;
+    if !out.status.success() {
+        let _ = fs::remove_dir_all(pgdata);
+        return Err(EmbeddedError::Failed(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(password_file)
+        .map_err(io("saving the cluster password"))?;
+    f.write_all(password.as_bytes())
+        .map_err(io("saving the cluster password"))?;
+    Ok(())
+}
+
+/// Starts `cmd` from a thread that lives as long as the child, with the
+/// parent-death signal set, so the server goes down with this process.
+/// Returns the child's pid and a channel that yields once it has exited.
+fn spawn_bound(
+    mut cmd: Command,
+    run_as: Option<&RunAs>,
+) -> Result<(i32, mpsc::Receiver<()>), EmbeddedError> {
+    if let Some(user) = run_as {
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    // SAFETY: prctl is async-signal-safe; the closure allocates nothing. It
+    // runs after the uid change, so the setting survives it.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (pid_tx, pid_rx) = mpsc::channel();
+    let (exit_tx, exit_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("embedded-postgres".into())
+        .spawn(move || match cmd.spawn() {
+            Ok(mut child) => {
+                let _ = pid_tx.send(Ok(child.id() as i32));
+                let _ = child.wait();
+                let _ = exit_tx.send(());
+            }
+            Err(e) => {
+                let _ = pid_tx.send(Err(e));
+            }
+        })
+        .map_err(io("starting the postgres keeper thread"))?;
+    let pid = pid_rx
+        .recv()
+        .map_err(|_| EmbeddedError::Failed("the postgres keeper thread died".into()))?
+        .map_err(io("starting postgres"))?;
+    Ok((pid, exit_rx))
+}
+
+fn free_port() -> Result<u16, EmbeddedError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(io("finding a free port"))
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,225 @@
+//! The one error type of the HTTP API.
+//!
+//! Every error leaves the server as `{"error": {"code", "message", "details"?}}`
+//! with a stable snake_case `code` that clients branch on (DESIGN.md §4).
+//! Internal failures are logged with their cause chain and answered with an
+//! opaque 500; database unavailability is a retryable 503 `busy`.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::Value;
+
+/// An error answered to an API client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Validation { message: String, details: Value },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("this token was logged out")]
+    TokenRevoked,
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("this username is already taken")]
+    UsernameTaken,
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("the sale has not started yet")]
+    SaleNotStarted,
+    #[error("the sale has ended")]
+    SaleEnded,
+    #[error("the sale was cancelled")]
+    SaleCancelled,
+    #[error("{0}")]
+    SoldOut(String),
+    #[error("you already have an order in this sale")]
+    AlreadyPurchased,
+    #[error("at most {0} per customer in this sale")]
+    QuantityExceedsLimit(i32),
+    #[error("the sale has started; its window and stock can no longer change")]
+    SaleAlreadyStarted,
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
+    #[error("the server is busy; retry in {0} s")]
+    Busy(u64),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// A `validation_failed` error about one field.
+    pub fn field(field: &str, problem: impl Into<String>) -> Self {
+        let problem = problem.into();
+        ApiError::Validation {
+            message: format!("{field}: {problem}"),
+            details: serde_json::json!({ "fields": { field: problem } }),
+        }
+    }
+
+    /// A `validation_failed` error about several fields at once.
+    pub fn fields(problems: Vec<(&str, String)>) -> Self {
+        let message = problems
+            .iter()
+            .map(|(f, p)| format!("{f}: {p}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let map: serde_json::Map<String, Value> = problems
+            .into_iter()
+            .map(|(f, p)| (f.to_string(), Value::String(p)))
+            .collect();
+        ApiError::Validation {
+            message,
+            details: serde_json::json!({ "fields": map }),
+        }
+    }
+
+    /// The stable machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation { .. } => "validation_failed",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::TokenRevoked => "token_revoked",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::UsernameTaken => "username_taken",
+            ApiError::EmailTaken => "email_taken",
+            ApiError::SaleNotStarted => "sale_not_started",
+            ApiError::SaleEnded => "sale_ended",
+            ApiError::SaleCancelled => "sale_cancelled",
+            ApiError::SoldOut(_) => "sold_out",
+            ApiError::AlreadyPurchased => "already_purchased",
+            ApiError::QuantityExceedsLimit(_) => "quantity_exceeds_limit",
+            ApiError::SaleAlreadyStarted => "sale_already_started",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::Busy(_) => "busy",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorObject<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a Value>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Validation { .. } | ApiError::QuantityExceedsLimit(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) | ApiError::TokenRevoked | ApiError::InvalidCredentials => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::UsernameTaken
+            | ApiError::EmailTaken
+            | ApiError::SaleNotStarted
+            | ApiError::SaleEnded
+            | ApiError::SaleCancelled
+            | ApiError::SoldOut(_)
+            | ApiError::AlreadyPurchased
+            | ApiError::SaleAlreadyStarted => StatusCode::CONFLICT,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(e) = self {
+            tracing::error!(error = ?e, "internal error");
+        }
+        let details = match self {
+            ApiError::Validation { details, .. } => Some(details),
+            _ => None,
+        };
+        let mut resp = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::RateLimited(secs) | ApiError::Busy(secs) => {
+                resp.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            ApiError::Unauthorized(_) | ApiError::TokenRevoked => {
+                resp.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
+        }
+        resp.json(ErrorBody {
+            error: ErrorObject {
+                code: self.code(),
+                message: self.to_string(),
+                details,
+            },
+        })
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        if is_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            return ApiError::Busy(1);
+        }
+        if let Some(db) = e.as_database_error() {
+            // Map constraint violations by name: each one has a meaning.
+            match db.constraint() {
+                Some("app_user_username_key") => return ApiError::UsernameTaken,
+                Some("app_user_email_key") => return ApiError::EmailTaken,
+                Some("purchase_order_sale_id_user_id_key") => return ApiError::AlreadyPurchased,
+                _ => {}
+            }
+            // Serialization failures and deadlocks are safe to retry.
+            if matches!(db.code().as_deref(), Some("40001") | Some("40P01")) {
+                return ApiError::Busy(1);
+            }
+        }
+        ApiError::Internal(e.into())
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        ApiError::Internal(e)
+    }
+}
+
+/// Whether a database error means "the database cannot be reached right now"
+/// (full pool, connection refused or lost, server shutting down) rather than a
+/// fault in the request.
+pub fn is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
+            Some("57P01") | Some("57P02") | Some("57P03") | Some("53300")
+        ),
+        _ => false,
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,97 @@
+//! `/orders` and `/seller/revenue`.
+
+use actix_web::web;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Items, Page};
+use crate::auth::{AuthUser, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::orders::{self, Order, RevenueLine};
+use crate::startup::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/orders", web::get().to(list))
+        .route("/orders/{id}", web::get().to(get))
+        .route("/seller/revenue", web::get().to(revenue));
+}
+
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(Page), security(("bearer" = [])),
+    responses((status = 200, body = Items<Order>), (status = 401, description = "unauthorized")))]
+pub async fn list(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<Page>,
+) -> ApiResult<web::Json<Items<Order>>> {
+    let (limit, offset) = q.parse()?;
+    Ok(web::Json(Items {
+        items: orders::list_for_user(&state.pool, user.id, limit, offset).await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", security(("bearer" = [])),
+    responses((status = 200, body = Order), (status = 404, description = "not_found (also someone else's order)")))]
+pub async fn get(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<Order>> {
+    Ok(web::Json(
+        orders::get(&state.pool, *id, user.id, user.is_admin()).await?,
+    ))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct RevenueQuery {
+    /// `YYYY-MM` (UTC); the current month when left out.
+    pub month: Option<String>,
+}
+
+/// A month's revenue, per product.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Revenue {
+    pub month: String,
+    pub items: Vec<RevenueLine>,
+    pub total_units: i64,
+    pub total_revenue_cents: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/seller/revenue", tag = "orders", params(RevenueQuery), security(("bearer" = [])),
+    responses((status = 200, body = Revenue), (status = 403, description = "forbidden"), (status = 422, description = "validation_failed")))]
+pub async fn revenue(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<RevenueQuery>,
+) -> ApiResult<web::Json<Revenue>> {
+    user.require(&[Role::Seller, Role::Admin])?;
+    let start = match q.month.as_deref() {
+        None => {
+            let now = Utc::now();
+            NaiveDate::from_ymd_opt(now.year(), now.month(), 1)
+        }
+        Some(m) => parse_month(m),
+    }
+    .ok_or_else(|| ApiError::field("month", "must be YYYY-MM"))?;
+    let start: DateTime<Utc> = start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let seller = (!user.is_admin()).then_some(user.id);
+    let items = orders::revenue(&state.pool, seller, start).await?;
+    Ok(web::Json(Revenue {
+        month: start.format("%Y-%m").to_string(),
+        total_units: items.iter().map(|i| i.units).sum(),
+        total_revenue_cents: items.iter().map(|i| i.revenue_cents).sum(),
+        items,
+    }))
+}
+
+fn parse_month(m: &str) -> Option<NaiveDate> {
+    let (y, mo) = m.split_once('-')?;
+    if y.len() != 4 || mo.len() != 2 {
+        return None;
+    }
+    let y: i32 = y.parse().ok()?;
+    let mo: u32 = mo.parse().ok()?;
+    if !(1970..=9999).contains(&y) {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(y, mo, 1)
+}

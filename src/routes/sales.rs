@@ -1,0 +1,250 @@
+//! `/sales`, the purchase route and the admin's live stats.
+
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
+use governor::clock::{Clock, DefaultClock};
+use serde::Deserialize;
+
+use super::{Items, Page};
+use crate::auth::{AuthUser, Role};
+use crate::domain::{self, Problems, Quantity, MAX_QUANTITY};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, OptionalJson};
+use crate::orders::Order;
+use crate::purchase::PurchaseRequest;
+use crate::sales::{self, NewSale, Sale, SaleChange, SaleStats, SaleStatus, StateFilter};
+use crate::startup::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/sales", web::get().to(list))
+        .route("/sales", web::post().to(create))
+        .route("/sales/{id}", web::get().to(get))
+        .route("/sales/{id}", web::patch().to(update))
+        .route("/sales/{id}/status", web::get().to(status))
+        .route("/sales/{id}/purchase", web::post().to(purchase))
+        .route("/admin/sales/{id}/stats", web::get().to(stats));
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// `upcoming`, `active`, `ended` or `cancelled`; all when left out.
+    pub state: Option<String>,
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/sales", tag = "sales", params(ListQuery),
+    responses((status = 200, body = Items<Sale>), (status = 422, description = "validation_failed")))]
+pub async fn list(
+    state: web::Data<AppState>,
+    q: web::Query<ListQuery>,
+) -> ApiResult<web::Json<Items<Sale>>> {
+    let filter = match q.state.as_deref() {
+        None => StateFilter::All,
+        Some("upcoming") => StateFilter::Upcoming,
+        Some("active") => StateFilter::Active,
+        Some("ended") => StateFilter::Ended,
+        Some("cancelled") => StateFilter::Cancelled,
+        Some(_) => {
+            return Err(ApiError::field(
+                "state",
+                "must be upcoming, active, ended or cancelled",
+            ))
+        }
+    };
+    let (limit, offset) = Page {
+        limit: q.limit,
+        offset: q.offset,
+    }
+    .parse()?;
+    Ok(web::Json(Items {
+        items: sales::list(&state.pool, filter, limit, offset).await?,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/sales/{id}", tag = "sales",
+    responses((status = 200, body = Sale), (status = 404, description = "not_found")))]
+pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> ApiResult<web::Json<Sale>> {
+    Ok(web::Json(sales::get(&state.pool, *id).await?))
+}
+
+#[utoipa::path(get, path = "/api/v1/sales/{id}/status", tag = "sales",
+    responses((status = 200, body = SaleStatus), (status = 404, description = "not_found")))]
+pub async fn status(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<SaleStatus>> {
+    Ok(web::Json(sales::status(&state.pool, *id).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct CreateSale {
+    pub product_id: i64,
+    /// RFC 3339.
+    pub starts_at: DateTime<Utc>,
+    /// RFC 3339, after `starts_at`.
+    pub ends_at: DateTime<Utc>,
+    pub stock: i64,
+    /// Defaults to the product's price.
+    pub price_cents: Option<i64>,
+    /// Default 1.
+    pub per_user_limit: Option<i64>,
+}
+
+fn per_user_limit(n: i64) -> Result<i32, String> {
+    if (1..=MAX_QUANTITY).contains(&n) {
+        Ok(n as i32)
+    } else {
+        Err(format!("must be between 1 and {MAX_QUANTITY}"))
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/sales", tag = "sales", request_body = CreateSale, security(("bearer" = [])),
+    responses((status = 201, body = Sale), (status = 403, description = "forbidden"),
+              (status = 422, description = "validation_failed")))]
+pub async fn create(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    body: Json<CreateSale>,
+) -> ApiResult<HttpResponse> {
+    user.require(&[Role::Admin])?;
+    let b = body.0;
+    let mut p = Problems::default();
+    let stock = p.check("stock", domain::stock(b.stock));
+    let price_cents = b
+        .price_cents
+        .and_then(|c| p.check("price_cents", domain::price_cents(c)));
+    let limit = p.check(
+        "per_user_limit",
+        per_user_limit(b.per_user_limit.unwrap_or(1)),
+    );
+    if b.ends_at <= b.starts_at {
+        p.add("ends_at", "must be after starts_at");
+    }
+    p.finish()?;
+    let (Some(stock), Some(per_user_limit)) = (stock, limit) else {
+        unreachable!("finish() returned Ok, so every field parsed");
+    };
+    let sale = sales::create(
+        &state.pool,
+        NewSale {
+            product_id: b.product_id,
+            starts_at: b.starts_at,
+            ends_at: b.ends_at,
+            stock,
+            price_cents,
+            per_user_limit,
+            created_by: user.id,
+        },
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(sale))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSale {
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub stock: Option<i64>,
+    pub price_cents: Option<i64>,
+    pub per_user_limit: Option<i64>,
+    /// `true` cancels the sale (it cannot be un-cancelled).
+    pub cancelled: Option<bool>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/sales/{id}", tag = "sales", request_body = UpdateSale, security(("bearer" = [])),
+    responses((status = 200, body = Sale), (status = 403, description = "forbidden"), (status = 404, description = "not_found"),
+              (status = 409, description = "sale_already_started, sale_cancelled, sale_ended"),
+              (status = 422, description = "validation_failed")))]
+pub async fn update(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<i64>,
+    body: Json<UpdateSale>,
+) -> ApiResult<web::Json<Sale>> {
+    user.require(&[Role::Admin])?;
+    let b = body.0;
+    let mut p = Problems::default();
+    if b.cancelled == Some(false) {
+        p.add(
+            "cancelled",
+            "a cancelled sale cannot be reopened; only `true` is accepted",
+        );
+    }
+    let change = SaleChange {
+        starts_at: b.starts_at,
+        ends_at: b.ends_at,
+        stock: b.stock.and_then(|s| p.check("stock", domain::stock(s))),
+        price_cents: b
+            .price_cents
+            .and_then(|c| p.check("price_cents", domain::price_cents(c))),
+        per_user_limit: b
+            .per_user_limit
+            .and_then(|l| p.check("per_user_limit", per_user_limit(l))),
+        cancel: b.cancelled == Some(true),
+    };
+    p.finish()?;
+    Ok(web::Json(sales::update(&state.pool, *id, change).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct PurchaseBody {
+    /// Default 1; at most the sale's `per_user_limit`.
+    pub quantity: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/sales/{id}/purchase", tag = "sales", request_body(content = PurchaseBody, description = "optional"),
+    security(("bearer" = [])),
+    responses((status = 201, body = Order),
+              (status = 404, description = "not_found"),
+              (status = 409, description = "sale_not_started, sale_ended, sale_cancelled, sold_out, already_purchased"),
+              (status = 422, description = "validation_failed, quantity_exceeds_limit"),
+              (status = 429, description = "rate_limited"),
+              (status = 503, description = "busy: retry after Retry-After")))]
+pub async fn purchase(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<i64>,
+    body: OptionalJson<PurchaseBody>,
+) -> ApiResult<HttpResponse> {
+    state
+        .purchase_limiter
+        .check_key(&user.id)
+        .map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            state
+                .metrics
+                .purchases
+                .with_label_values(&["rate_limited"])
+                .inc();
+            ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
+        })?;
+    let quantity = body.0.and_then(|b| b.quantity).unwrap_or(1);
+    let quantity = Quantity::parse(quantity).map_err(|e| ApiError::field("quantity", e))?;
+    let result = state
+        .engine
+        .purchase(PurchaseRequest {
+            sale_id: *id,
+            user_id: user.id,
+            quantity,
+        })
+        .await;
+    let outcome = match &result {
+        Ok(_) => "created",
+        Err(e) => e.code(),
+    };
+    state.metrics.purchases.with_label_values(&[outcome]).inc();
+    Ok(HttpResponse::Created().json(result?))
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/sales/{id}/stats", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = SaleStats), (status = 403, description = "forbidden"), (status = 404, description = "not_found")))]
+pub async fn stats(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<SaleStats>> {
+    user.require(&[Role::Admin])?;
+    Ok(web::Json(sales::stats(&state.pool, *id).await?))
+}

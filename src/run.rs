@@ -1,0 +1,230 @@
+//! The `flashsale` command: `serve` (default), `migrate`, `seed`.
+//!
+//! Picks the database (the operator's `DATABASE_URL`, or the embedded private
+//! cluster), migrates it, and runs the chosen command.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rand::RngCore;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::PgPool;
+
+use crate::config::{Config, DatabaseSource};
+use crate::embedded_pg::{EmbeddedOptions, EmbeddedPg};
+use crate::startup::{Application, Listen};
+
+/// What to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Serve,
+    Migrate,
+    Seed,
+}
+
+impl Command {
+    /// Parses the first argument; `None` for `--help` or an unknown word.
+    pub fn parse(arg: Option<&str>) -> Option<Command> {
+        match arg {
+            None | Some("serve") => Some(Command::Serve),
+            Some("migrate") => Some(Command::Migrate),
+            Some("seed") => Some(Command::Seed),
+            _ => None,
+        }
+    }
+}
+
+/// The usage text.
+pub const USAGE: &str = "usage: flashsale [serve|migrate|seed]
+
+  serve    run the HTTP server (default); without DATABASE_URL it starts a
+           private PostgreSQL in FLASHSALE_DATA_DIR and loads demo data once
+  migrate  apply database migrations and exit
+  seed     load the demo data (also against DATABASE_URL) and exit
+
+Configuration is read from environment variables; see README.md.";
+
+/// The database name used inside the embedded cluster.
+const EMBEDDED_DB: &str = "flashsale";
+
+/// A database ready for use, and the cluster behind it when embedded.
+struct Database {
+    pool: PgPool,
+    embedded: Option<Arc<EmbeddedPg>>,
+    jwt_secret: Vec<u8>,
+}
+
+/// Runs a command to completion.
+pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let db = open_database(&config).await?;
+    let result = run_with(command, &config, &db).await;
+    db.pool.close().await;
+    if let Some(pg) = db.embedded {
+        tokio::task::spawn_blocking(move || pg.stop()).await.ok();
+        tracing::info!("embedded PostgreSQL stopped");
+    }
+    result
+}
+
+async fn run_with(command: Command, config: &Config, db: &Database) -> anyhow::Result<()> {
+    match command {
+        Command::Migrate => {
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Seed => {
+            let report = crate::seed::load(&db.pool, config.app.bcrypt_cost).await?;
+            if report.loaded {
+                println!("demo data loaded");
+            } else {
+                println!("demo data already present; nothing written");
+            }
+            print_accounts(&report);
+            Ok(())
+        }
+        Command::Serve => {
+            if db.embedded.is_some() {
+                let users: i64 = sqlx::query_scalar("select count(*) from app_user")
+                    .fetch_one(&db.pool)
+                    .await?;
+                if users == 0 {
+                    let report = crate::seed::load(&db.pool, config.app.bcrypt_cost).await?;
+                    tracing::info!(loaded = report.loaded, "demo data");
+                }
+            }
+            let app = Application::build(
+                config.app.clone(),
+                &db.jwt_secret,
+                db.pool.clone(),
+                Listen {
+                    host: config.host.clone(),
+                    port: config.port,
+                    workers: config.workers,
+                    handle_signals: true,
+                },
+            )
+            .await?;
+            let url = format!("http://{}:{}", config.host, app.port());
+            println!("flashsale is serving on {url}  (API docs: {url}/docs)");
+            if let Some(pg) = &db.embedded {
+                println!("embedded PostgreSQL: data in {}", pg.data_dir().display());
+                print_accounts(&crate::seed::demo_accounts()?);
+            }
+            println!("press Ctrl-C to stop");
+            app.run_until_stopped()
+                .await
+                .context("the HTTP server failed")?;
+            tracing::info!("HTTP server stopped");
+            Ok(())
+        }
+    }
+}
+
+fn print_accounts(report: &crate::seed::SeedReport) {
+    println!(
+        "demo accounts: {} (password {})",
+        report.usernames.join(", "),
+        report.password
+    );
+}
+
+async fn open_database(config: &Config) -> anyhow::Result<Database> {
+    match &config.database {
+        DatabaseSource::Url(url) => {
+            let options = PgConnectOptions::from_str(url)
+                .context("DATABASE_URL is not a valid PostgreSQL URL")?;
+            let pool = crate::db::connect(options, &config.app)
+                .await
+                .context("cannot connect to DATABASE_URL")?;
+            crate::db::migrate(&pool)
+                .await
+                .context("migrating the database")?;
+            let secret = config
+                .jwt_secret
+                .clone()
+                .context("JWT_SECRET is required with DATABASE_URL")?;
+            Ok(Database {
+                pool,
+                embedded: None,
+                jwt_secret: secret.into_bytes(),
+            })
+        }
+        DatabaseSource::Embedded { data_dir } => {
+            let opts = EmbeddedOptions {
+                data_dir: data_dir.clone(),
+                bin_dir: config.pg_bin_dir.clone(),
+                ephemeral: false,
+                max_connections: 100,
+            };
+            println!("starting the embedded PostgreSQL in {}", data_dir.display());
+            let pg = tokio::task::spawn_blocking(move || EmbeddedPg::start(&opts))
+                .await
+                .context("the PostgreSQL launcher failed")??;
+            let pg = Arc::new(pg);
+            create_database(&pg, EMBEDDED_DB).await?;
+            let pool = crate::db::connect(pg.connect_options(EMBEDDED_DB), &config.app)
+                .await
+                .context("cannot connect to the embedded PostgreSQL")?;
+            crate::db::migrate(&pool)
+                .await
+                .context("migrating the database")?;
+            let secret = match &config.jwt_secret {
+                Some(s) => s.clone().into_bytes(),
+                None => load_or_create_secret(&pg.data_dir().join("jwt-secret"))?,
+            };
+            Ok(Database {
+                pool,
+                embedded: Some(pg),
+                jwt_secret: secret,
+            })
+        }
+    }
+}
+
+/// Creates `name` in the cluster unless it exists.
+pub async fn create_database(pg: &EmbeddedPg, name: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect_with(&pg.connect_options("postgres"))
+        .await
+        .context("cannot connect to the embedded PostgreSQL")?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        sqlx::query(&format!("create database \"{name}\""))
+            .execute(&mut conn)
+            .await?;
+    }
+    conn.close().await.ok();
+    Ok(())
+}
+
+/// The embedded mode's JWT secret: generated once, kept beside the cluster
+/// (mode 0600), so tokens survive restarts.
+fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if let Ok(s) = fs::read_to_string(path) {
+        let s = s.trim().to_string();
+        if s.len() >= crate::config::MIN_JWT_SECRET_BYTES {
+            return Ok(s.into_bytes());
+        }
+    }
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(secret.as_bytes())?;
+    Ok(secret.into_bytes())
+}

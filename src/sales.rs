@@ -1,0 +1,335 @@
+//! Flash sales: scheduling, rescheduling, cancelling, and reading their state
+//! by the database clock.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::catalog::Product;
+use crate::error::ApiError;
+
+/// Where a sale stands, by the database clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleState {
+    Upcoming,
+    Active,
+    SoldOut,
+    Ended,
+    Cancelled,
+}
+
+impl SaleState {
+    fn parse(s: &str) -> SaleState {
+        match s {
+            "upcoming" => SaleState::Upcoming,
+            "active" => SaleState::Active,
+            "sold_out" => SaleState::SoldOut,
+            "ended" => SaleState::Ended,
+            _ => SaleState::Cancelled,
+        }
+    }
+}
+
+/// A sale as the API shows it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct Sale {
+    pub id: i64,
+    pub product_id: i64,
+    pub product: Product,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub stock: i64,
+    pub remaining: i64,
+    pub price_cents: i64,
+    pub per_user_limit: i32,
+    pub state: SaleState,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    /// The database clock when this answer was made: countdowns run from it.
+    pub server_time: DateTime<Utc>,
+}
+
+/// The cheap status a storm of shoppers polls.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct SaleStatus {
+    #[sqlx(try_from = "String")]
+    pub state: SaleState,
+    pub remaining: i64,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub server_time: DateTime<Utc>,
+}
+
+impl TryFrom<String> for SaleState {
+    type Error = std::convert::Infallible;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Ok(SaleState::parse(&s))
+    }
+}
+
+/// Which sales to list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateFilter {
+    All,
+    Upcoming,
+    Active,
+    Ended,
+    Cancelled,
+}
+
+/// A validated new sale.
+pub struct NewSale {
+    pub product_id: i64,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub stock: i64,
+    pub price_cents: Option<i64>,
+    pub per_user_limit: i32,
+    pub created_by: i64,
+}
+
+/// A validated change to a sale.
+#[derive(Default)]
+pub struct SaleChange {
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub stock: Option<i64>,
+    pub price_cents: Option<i64>,
+    pub per_user_limit: Option<i32>,
+    pub cancel: bool,
+}
+
+/// The state of sale `s` at the database's `now()`, as SQL.
+pub const STATE_SQL: &str = "case when s.cancelled_at is not null then 'cancelled'
+                                  when now() < s.starts_at then 'upcoming'
+                                  when now() >= s.ends_at then 'ended'
+                                  when s.remaining = 0 then 'sold_out'
+                                  else 'active' end";
+
+fn select_sql(filter: &str) -> String {
+    format!(
+        "select s.id, s.product_id, s.starts_at, s.ends_at, s.stock, s.remaining, s.price_cents,
+                s.per_user_limit, s.cancelled_at, {STATE_SQL} as state, now() as server_time,
+                p.seller_id as p_seller_id, p.name as p_name, p.description as p_description,
+                p.price_cents as p_price_cents, p.currency as p_currency,
+                p.sell_count as p_sell_count, p.created_at as p_created_at
+           from sale s join product p on p.id = s.product_id
+          {filter}"
+    )
+}
+
+#[derive(sqlx::FromRow)]
+struct SaleRow {
+    id: i64,
+    product_id: i64,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    stock: i64,
+    remaining: i64,
+    price_cents: i64,
+    per_user_limit: i32,
+    cancelled_at: Option<DateTime<Utc>>,
+    state: String,
+    server_time: DateTime<Utc>,
+    p_seller_id: i64,
+    p_name: String,
+    p_description: String,
+    p_price_cents: i64,
+    p_currency: String,
+    p_sell_count: i64,
+    p_created_at: DateTime<Utc>,
+}
+
+impl From<SaleRow> for Sale {
+    fn from(r: SaleRow) -> Sale {
+        Sale {
+            id: r.id,
+            product_id: r.product_id,
+            product: Product {
+                id: r.product_id,
+                seller_id: r.p_seller_id,
+                name: r.p_name,
+                description: r.p_description,
+                price_cents: r.p_price_cents,
+                currency: r.p_currency,
+                sell_count: r.p_sell_count,
+                created_at: r.p_created_at,
+            },
+            starts_at: r.starts_at,
+            ends_at: r.ends_at,
+            stock: r.stock,
+            remaining: r.remaining,
+            price_cents: r.price_cents,
+            per_user_limit: r.per_user_limit,
+            state: SaleState::parse(&r.state),
+            cancelled_at: r.cancelled_at,
+            server_time: r.server_time,
+        }
+    }
+}
+
+/// One sale, or `not_found`.
+pub async fn get(pool: &PgPool, id: i64) -> Result<Sale, ApiError> {
+    let row: Option<SaleRow> = sqlx::query_as(&select_sql("where s.id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
+    row.map(Sale::from)
+        .ok_or(ApiError::NotFound("no such sale"))
+}
+
+/// Sales in a state, soonest first; `limit`/`offset` page through them.
+pub async fn list(
+    pool: &PgPool,
+    filter: StateFilter,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Sale>, ApiError> {
+    let cond = match filter {
+        StateFilter::All => "true",
+        StateFilter::Upcoming => "s.cancelled_at is null and now() < s.starts_at",
+        StateFilter::Active => {
+            "s.cancelled_at is null and now() >= s.starts_at and now() < s.ends_at"
+        }
+        StateFilter::Ended => "s.cancelled_at is null and now() >= s.ends_at",
+        StateFilter::Cancelled => "s.cancelled_at is not null",
+    };
+    let rows: Vec<SaleRow> = sqlx::query_as(&select_sql(&format!(
+        "where {cond} order by s.starts_at, s.id limit $1 offset $2"
+    )))
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Sale::from).collect())
+}
+
+/// The status of one sale.
+pub async fn status(pool: &PgPool, id: i64) -> Result<SaleStatus, ApiError> {
+    sqlx::query_as(&format!(
+        "select {STATE_SQL} as state, s.remaining, s.starts_at, s.ends_at, now() as server_time
+           from sale s where s.id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(ApiError::NotFound("no such sale"))
+}
+
+/// Schedules a sale. The price defaults to the product's.
+pub async fn create(pool: &PgPool, s: NewSale) -> Result<Sale, ApiError> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "insert into sale (product_id, starts_at, ends_at, stock, remaining, price_cents,
+                           per_user_limit, created_by)
+         select p.id, $2, $3, $4, $4, coalesce($5, p.price_cents), $6, $7
+           from product p where p.id = $1
+         returning id",
+    )
+    .bind(s.product_id)
+    .bind(s.starts_at)
+    .bind(s.ends_at)
+    .bind(s.stock)
+    .bind(s.price_cents)
+    .bind(s.per_user_limit)
+    .bind(s.created_by)
+    .fetch_optional(pool)
+    .await?;
+    let id = id.ok_or_else(|| ApiError::field("product_id", "no such product"))?;
+    get(pool, id).await
+}
+
+/// Reschedules, restocks, reprices or cancels a sale. Window, stock, price and
+/// limit may change only before the sale starts (by the database clock); a
+/// sale can be cancelled until it ends.
+pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiError> {
+    let mut tx = pool.begin().await?;
+    #[derive(sqlx::FromRow)]
+    struct Current {
+        starts_at: DateTime<Utc>,
+        ends_at: DateTime<Utc>,
+        started: bool,
+        ended: bool,
+        cancelled: bool,
+    }
+    let cur: Current = sqlx::query_as(
+        "select starts_at, ends_at, now() >= starts_at as started, now() >= ends_at as ended,
+                cancelled_at is not null as cancelled
+           from sale where id = $1 for update",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(ApiError::NotFound("no such sale"))?;
+
+    let changes_terms = c.starts_at.is_some()
+        || c.ends_at.is_some()
+        || c.stock.is_some()
+        || c.price_cents.is_some()
+        || c.per_user_limit.is_some();
+    if cur.cancelled {
+        return Err(ApiError::SaleCancelled);
+    }
+    if changes_terms && cur.started {
+        return Err(ApiError::SaleAlreadyStarted);
+    }
+    if c.cancel && cur.ended {
+        return Err(ApiError::SaleEnded);
+    }
+    let starts = c.starts_at.unwrap_or(cur.starts_at);
+    let ends = c.ends_at.unwrap_or(cur.ends_at);
+    if ends <= starts {
+        return Err(ApiError::field("ends_at", "must be after starts_at"));
+    }
+    // Before the start no order exists, so a new stock is also the remaining.
+    sqlx::query(
+        "update sale set starts_at = $2, ends_at = $3,
+                         stock = coalesce($4, stock), remaining = coalesce($4, remaining),
+                         price_cents = coalesce($5, price_cents),
+                         per_user_limit = coalesce($6, per_user_limit),
+                         cancelled_at = case when $7 then now() else cancelled_at end
+          where id = $1",
+    )
+    .bind(id)
+    .bind(starts)
+    .bind(ends)
+    .bind(c.stock)
+    .bind(c.price_cents)
+    .bind(c.per_user_limit)
+    .bind(c.cancel)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    get(pool, id).await
+}
+
+/// Live numbers of one sale, for admins.
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct SaleStats {
+    pub sale_id: i64,
+    pub stock: i64,
+    /// Units sold (the sum of order quantities).
+    pub sold: i64,
+    pub remaining: i64,
+    pub orders: i64,
+    /// Distinct buyers.
+    pub buyers: i64,
+    pub revenue_cents: i64,
+}
+
+/// Reads a sale's live numbers.
+pub async fn stats(pool: &PgPool, id: i64) -> Result<SaleStats, ApiError> {
+    sqlx::query_as(
+        "select s.id as sale_id, s.stock, s.remaining,
+                coalesce(sum(o.quantity), 0)::bigint as sold,
+                count(o.id) as orders,
+                count(distinct o.user_id) as buyers,
+                coalesce(sum(o.total_cents), 0)::bigint as revenue_cents
+           from sale s left join purchase_order o on o.sale_id = s.id and o.status = 'confirmed'
+          where s.id = $1
+          group by s.id",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or(ApiError::NotFound("no such sale"))
+}

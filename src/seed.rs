@@ -1,0 +1,135 @@
+//! Demo data from `seed/demo.json`: accounts, sellers with books, and a flash
+//! sale that starts a couple of minutes after loading.
+
+use anyhow::Context;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use crate::auth::password;
+
+/// The demo data, embedded at build time.
+pub const DEMO_JSON: &str = include_str!("../seed/demo.json");
+
+#[derive(Deserialize)]
+struct Demo {
+    password: String,
+    users: Vec<DemoUser>,
+    products: Vec<DemoProduct>,
+    sales: Vec<DemoSale>,
+}
+
+#[derive(Deserialize)]
+struct DemoUser {
+    username: String,
+    email: String,
+    role: String,
+}
+
+#[derive(Deserialize)]
+struct DemoProduct {
+    seller: String,
+    name: String,
+    description: String,
+    price_cents: i64,
+    currency: String,
+}
+
+#[derive(Deserialize)]
+struct DemoSale {
+    product: String,
+    starts_in_secs: i64,
+    duration_secs: i64,
+    stock: i64,
+    price_cents: i64,
+    per_user_limit: i32,
+}
+
+/// What a seed run did.
+#[derive(Debug)]
+pub struct SeedReport {
+    /// `false` when the demo accounts already existed and nothing was written.
+    pub loaded: bool,
+    pub usernames: Vec<String>,
+    pub password: String,
+}
+
+/// The demo accounts and their password, without touching the database.
+pub fn demo_accounts() -> anyhow::Result<SeedReport> {
+    let demo: Demo = serde_json::from_str(DEMO_JSON).context("seed/demo.json is malformed")?;
+    Ok(SeedReport {
+        loaded: false,
+        usernames: demo.users.into_iter().map(|u| u.username).collect(),
+        password: demo.password,
+    })
+}
+
+/// Loads the demo data in one transaction, unless the `admin` account already
+/// exists. Passwords are hashed at `bcrypt_cost`.
+pub async fn load(pool: &PgPool, bcrypt_cost: u32) -> anyhow::Result<SeedReport> {
+    let demo: Demo = serde_json::from_str(DEMO_JSON).context("seed/demo.json is malformed")?;
+    let usernames = demo.users.iter().map(|u| u.username.clone()).collect();
+    let exists: bool = sqlx::query_scalar(
+        "select exists (select 1 from app_user where lower(username) = 'admin')",
+    )
+    .fetch_one(pool)
+    .await?;
+    if exists {
+        return Ok(SeedReport {
+            loaded: false,
+            usernames,
+            password: demo.password,
+        });
+    }
+    // One hash for the demo password: every demo account shares it anyway.
+    let hash = password::hash(demo.password.clone(), bcrypt_cost).await?;
+    let mut tx = pool.begin().await?;
+    for u in &demo.users {
+        sqlx::query("insert into app_user (username, email, password_hash, role, email_verified_at) values ($1, $2, $3, $4, now())")
+            .bind(&u.username)
+            .bind(&u.email)
+            .bind(&hash)
+            .bind(&u.role)
+            .execute(&mut *tx)
+            .await
+            .with_context(|| format!("demo user {}", u.username))?;
+    }
+    for p in &demo.products {
+        sqlx::query(
+            "insert into product (seller_id, name, description, price_cents, currency)
+             select id, $2, $3, $4, $5 from app_user where username = $1",
+        )
+        .bind(&p.seller)
+        .bind(&p.name)
+        .bind(&p.description)
+        .bind(p.price_cents)
+        .bind(&p.currency)
+        .execute(&mut *tx)
+        .await
+        .with_context(|| format!("demo product {}", p.name))?;
+    }
+    for s in &demo.sales {
+        let n = sqlx::query(
+            "insert into sale (product_id, starts_at, ends_at, stock, remaining, price_cents, per_user_limit, created_by)
+             select p.id, now() + make_interval(secs => $2), now() + make_interval(secs => $2 + $3),
+                    $4, $4, $5, $6, (select id from app_user where username = 'admin')
+               from product p where p.name = $1",
+        )
+        .bind(&s.product)
+        .bind(s.starts_in_secs as f64)
+        .bind(s.duration_secs as f64)
+        .bind(s.stock)
+        .bind(s.price_cents)
+        .bind(s.per_user_limit)
+        .execute(&mut *tx)
+        .await
+        .with_context(|| format!("demo sale of {}", s.product))?
+        .rows_affected();
+        anyhow::ensure!(n == 1, "demo sale names unknown product {:?}", s.product);
+    }
+    tx.commit().await?;
+    Ok(SeedReport {
+        loaded: true,
+        usernames,
+        password: demo.password,
+    })
+}

@@ -1,0 +1,161 @@
+//! Building and running the HTTP application.
+
+use std::net::{IpAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Server, Service};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sqlx::PgPool;
+
+use crate::auth::JwtKeys;
+use crate::config::{AppSettings, Rate};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::purchase::PurchaseEngine;
+
+/// Everything a handler may need, shared by all workers.
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: AppSettings,
+    pub jwt: JwtKeys,
+    pub engine: PurchaseEngine,
+    /// Purchase attempts per user (per process).
+    pub purchase_limiter: DefaultKeyedRateLimiter<i64>,
+    /// Login, register and refresh attempts per client IP (per process).
+    pub auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    pub metrics: Metrics,
+}
+
+fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> DefaultKeyedRateLimiter<K> {
+    RateLimiter::keyed(Quota::per_second(rate.per_second).allow_burst(rate.burst))
+}
+
+/// Where and how to listen.
+#[derive(Clone, Debug)]
+pub struct Listen {
+    pub host: String,
+    /// 0 picks a free port (tests).
+    pub port: u16,
+    pub workers: Option<usize>,
+    /// Stop on SIGINT/SIGTERM (off in tests, which run many servers).
+    pub handle_signals: bool,
+}
+
+/// A built server, bound to its port, not yet running.
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Binds the listener and wires the routes.
+    pub async fn build(
+        settings: AppSettings,
+        jwt_secret: &[u8],
+        pool: PgPool,
+        listen: Listen,
+    ) -> anyhow::Result<Application> {
+        let state = web::Data::new(AppState {
+            jwt: JwtKeys::new(jwt_secret, settings.access_token_ttl),
+            engine: PurchaseEngine::new(pool.clone()),
+            purchase_limiter: limiter(settings.purchase_rate),
+            auth_limiter: limiter(settings.auth_rate),
+            metrics: Metrics::new(),
+            settings,
+            pool,
+        });
+        let listener = TcpListener::bind((listen.host.as_str(), listen.port)).map_err(|e| {
+            anyhow::anyhow!("cannot listen on {}:{}: {e}", listen.host, listen.port)
+        })?;
+        let port = listener.local_addr()?.port();
+
+        let data = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap_fn(|req, srv| {
+                    // Count and time every request by its route pattern.
+                    let start = Instant::now();
+                    let method = req.method().as_str().to_owned();
+                    let state = req.app_data::<web::Data<AppState>>().cloned();
+                    let fut = srv.call(req);
+                    async move {
+                        let res = fut.await?;
+                        if let Some(state) = state {
+                            let route = res
+                                .request()
+                                .match_pattern()
+                                .unwrap_or_else(|| "unmatched".into());
+                            let status = res.status().as_u16().to_string();
+                            state
+                                .metrics
+                                .http_requests
+                                .with_label_values(&[&method, &route, &status])
+                                .inc();
+                            state
+                                .metrics
+                                .http_duration
+                                .with_label_values(&[&method, &route])
+                                .observe(start.elapsed().as_secs_f64());
+                        }
+                        Ok(res)
+                    }
+                })
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .configure(crate::routes::config)
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(ApiError::NotFound("no such route"))
+                }))
+        })
+        .listen(listener)?
+        .shutdown_timeout(30);
+        if let Some(w) = listen.workers {
+            server = server.workers(w);
+        }
+        if !listen.handle_signals {
+            server = server.disable_signals();
+        }
+        let server = server.run();
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that stops the server gracefully.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until stopped (by a signal or the handle), finishing in-flight
+    /// requests, with upkeep tasks running beside it.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let upkeep = tokio::spawn(upkeep(Arc::clone(&self.state.clone().into_inner())));
+        let result = self.server.await;
+        upkeep.abort();
+        result
+    }
+}
+
+/// Periodic housekeeping: drop expired token revocations and forget idle
+/// rate-limiter keys so memory stays bounded.
+async fn upkeep(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        state.purchase_limiter.retain_recent();
+        state.auth_limiter.retain_recent();
+        if let Err(e) = crate::auth::service::sweep_expired(&state.pool).await {
+            tracing::warn!(error = %e, "sweeping expired tokens failed");
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The test harness: one throwaway PostgreSQL cluster per test process
+//! (started with the same launcher as the embedded default, or the server
+//! named by `DATABASE_URL`), a fresh database per test, and a server on a free
+//! port per test.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use flashsale::auth::{JwtKeys, Role};
+use flashsale::config::{AppSettings, Rate};
+use flashsale::embedded_pg::{EmbeddedOptions, EmbeddedPg};
+use flashsale::startup::{Application, Listen};
+use serde_json::{json, Value};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
+
+/// The password of every user made by [`TestApp::create_user`].
+pub const PASSWORD: &str = "correct-horse-battery";
+const SECRET: &[u8] = b"test-secret-test-secret-test-secret-0123";
+
+enum Cluster {
+    Embedded(EmbeddedPg),
+    Url(PgConnectOptions),
+}
+
+impl Cluster {
+    fn options(&self, db: &str) -> PgConnectOptions {
+        match self {
+            Cluster::Embedded(pg) => pg.connect_options(db),
+            Cluster::Url(o) => o.clone().database(db),
+        }
+    }
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            return Cluster::Url(PgConnectOptions::from_str(&url).expect("DATABASE_URL is valid"));
+        }
+        remove_stale_clusters();
+        let dir = std::env::temp_dir().join(format!("flashsale-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the test cluster directory");
+        std::fs::write(dir.join("owner.pid"), std::process::id().to_string())
+            .expect("write owner.pid");
+        let pg = EmbeddedPg::start(&EmbeddedOptions {
+            data_dir: dir,
+            bin_dir: None,
+            ephemeral: true,
+            max_connections: 400,
+        })
+        .unwrap_or_else(|e| panic!("cannot start the test PostgreSQL: {e}"));
+        Cluster::Embedded(pg)
+    })
+}
+
+/// Test clusters die with their process (parent-death signal) but their
+/// directories stay; remove those whose owner is gone.
+fn remove_stale_clusters() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with("flashsale-test-") {
+            continue;
+        }
+        let owner = std::fs::read_to_string(e.path().join("owner.pid")).ok();
+        let alive = owner
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Settings for tests: cheap bcrypt, generous limits so that only the tests
+/// about limits meet them, and a long pool wait so that bursts queue.
+pub fn test_settings() -> AppSettings {
+    AppSettings {
+        access_token_ttl: Duration::from_secs(900),
+        refresh_token_ttl: Duration::from_secs(3600),
+        bcrypt_cost: 4,
+        purchase_rate: Rate::new(100_000, 100_000),
+        auth_rate: Rate::new(100_000, 100_000),
+        db_max_connections: 10,
+        db_acquire_timeout: Duration::from_secs(60),
+    }
+}
+
+/// A running server on its own fresh database.
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    pub jwt: JwtKeys,
+    pub db_name: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// A user made directly in the database, with a valid access token.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: i64,
+    pub username: String,
+    pub token: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A server whose settings `tweak` may change first.
+pub async fn spawn_app_with(tweak: impl FnOnce(&mut AppSettings)) -> TestApp {
+    let mut settings = test_settings();
+    tweak(&mut settings);
+    let cluster = tokio::task::spawn_blocking(cluster).await.expect("cluster");
+    let db_name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = PgConnection::connect_with(&cluster.options("postgres"))
+        .await
+        .expect("connect to the test cluster");
+    sqlx::query(&format!("create database \"{db_name}\""))
+        .execute(&mut admin)
+        .await
+        .expect("create the test database");
+    admin.close().await.ok();
+
+    let pool = flashsale::db::connect(cluster.options(&db_name), &settings)
+        .await
+        .expect("connect to the test database");
+    flashsale::db::migrate(&pool).await.expect("migrate");
+
+    let app = Application::build(
+        settings.clone(),
+        SECRET,
+        pool.clone(),
+        Listen {
+            host: "127.0.0.1".into(),
+            port: 0,
+            workers: Some(2),
+            handle_signals: false,
+        },
+    )
+    .await
+    .expect("build the app");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        pool,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("http client"),
+        jwt: JwtKeys::new(SECRET, settings.access_token_ttl),
+        db_name,
+        handle,
+    }
+}
+
+/// Reads `status` and the JSON body, whatever the body is.
+pub async fn body(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("read the body");
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
+/// Asserts an error answer's status and code; returns the body.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    let (got, v) = body(resp).await;
+    assert_eq!(got, status, "status for expected `{code}`; body: {v}");
+    assert_eq!(v["error"]["code"], code, "error code; body: {v}");
+    assert!(
+        v["error"]["message"].is_string(),
+        "every error has a message: {v}"
+    );
+    v
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut r = self.client.get(self.url(path));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("GET")
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut r = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("POST")
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("POST")
+    }
+
+    pub async fn patch(&self, path: &str, token: Option<&str>, body: &Value) -> reqwest::Response {
+        let mut r = self.client.patch(self.url(path)).json(body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send().await.expect("PATCH")
+    }
+
+    /// The database clock.
+    pub async fn db_now(&self) -> DateTime<Utc> {
+        sqlx::query_scalar("select now()")
+            .fetch_one(&self.pool)
+            .await
+            .expect("now()")
+    }
+
+    /// A user with `role`, made in SQL (bcrypt hash of [`PASSWORD`] at cost 4),
+    /// and an access token for it.
+    pub async fn create_user(&self, role: Role) -> TestUser {
+        let name = format!("u{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let hash = bcrypt::hash(PASSWORD, 4).expect("hash");
+        let id: i64 = sqlx::query_scalar(
+            "insert into app_user (username, email, password_hash, role) values ($1, $1 || '@example.test', $2, $3) returning id",
+        )
+        .bind(&name)
+        .bind(hash)
+        .bind(role.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .expect("insert user");
+        let (token, _) = self.jwt.issue(id, role).expect("token");
+        TestUser {
+            id,
+            username: name,
+            token,
+        }
+    }
+
+    /// `n` customers in one statement, with tokens.
+    pub async fn create_customers(&self, n: usize) -> Vec<TestUser> {
+        let prefix = format!("c{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "insert into app_user (username, email, password_hash)
+             select $1 || '_' || g, $1 || '_' || g || '@example.test', 'x'
+               from generate_series(1, $2) g
+             returning id, username",
+        )
+        .bind(&prefix)
+        .bind(n as i32)
+        .fetch_all(&self.pool)
+        .await
+        .expect("insert customers");
+        rows.into_iter()
+            .map(|(id, username)| TestUser {
+                id,
+                token: self.jwt.issue(id, Role::Customer).expect("token").0,
+                username,
+            })
+            .collect()
+    }
+
+    /// A product listed by a new seller; returns its id.
+    pub async fn create_product(&self, price_cents: i64) -> i64 {
+        let seller = self.create_user(Role::Seller).await;
+        let (status, v) = body(
+            self.post(
+                "/api/v1/products",
+                Some(&seller.token),
+                &json!({"name": "A Book", "description": "pages", "price_cents": price_cents}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        v["id"].as_i64().expect("product id")
+    }
+
+    /// A sale of a new product whose window starts `start_in` seconds from the
+    /// database's now and lasts `duration` seconds. Returns the sale JSON.
+    pub async fn create_sale(
+        &self,
+        start_in: i64,
+        duration: i64,
+        stock: i64,
+        per_user_limit: i64,
+    ) -> Value {
+        let product = self.create_product(2500).await;
+        let admin = self.create_user(Role::Admin).await;
+        let now = self.db_now().await;
+        let starts = now + chrono::Duration::seconds(start_in);
+        let ends = starts + chrono::Duration::seconds(duration);
+        let (status, v) = body(
+            self.post(
+                "/api/v1/sales",
+                Some(&admin.token),
+                &json!({
+                    "product_id": product, "starts_at": starts, "ends_at": ends,
+                    "stock": stock, "price_cents": 1000, "per_user_limit": per_user_limit
+                }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        v
+    }
+
+    /// A sale that is open now for an hour.
+    pub async fn active_sale(&self, stock: i64) -> i64 {
+        self.create_sale(-60, 3600, stock, 1).await["id"]
+            .as_i64()
+            .expect("sale id")
+    }
+
+    /// Counts rows with a SQL expression, e.g. `count(*) from purchase_order`.
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect(sql)
+    }
+
+    /// Stops the server and closes the pool (the database stays for a look).
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        self.pool.close().await;
+    }
+}
+
+/// Where the tests' throwaway clusters live.
+pub fn test_cluster_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("flashsale-test-{}", std::process::id()))
+}

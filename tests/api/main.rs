@@ -1,0 +1,14 @@
+//! Black-box tests over HTTP against a real PostgreSQL: each test gets a fresh
+//! database and its own server on a free port.
+
+mod helpers;
+
+mod auth;
+mod catalog;
+mod concurrency;
+mod ops;
+mod orders;
+mod purchase;
+mod rbac;
+mod sales;
+mod validation;
