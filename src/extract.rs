@@ -84,8 +84,17 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             "the request body must be a JSON object".into(),
         ));
     }
+    let not_json = |e: serde_json::Error| {
+        ApiError::BadRequest(format!("the request body is not valid JSON: {e}"))
+    };
+    // Every body is an object; serde would otherwise read a struct from an
+    // array by position.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(not_json)?;
+        return Err(ApiError::field("body", "must be a JSON object"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         use serde_json::error::Category;
@@ -107,7 +116,10 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                 }
             }
         }
-    })
+    })?;
+    // Anything after the document (`{...} trailing`) makes it not JSON.
+    de.end().map_err(not_json)?;
+    Ok(value)
 }
 
 fn strip_position(msg: &str) -> String {
@@ -157,5 +169,18 @@ mod tests {
         assert!(e.to_string().starts_with("count:"), "{e}");
         let e = parse_json::<Body>(br#"[1, 2]"#).unwrap_err();
         assert_eq!(e.code(), "validation_failed");
+        let e = parse_json::<Body>(br#"["x", 2]"#).unwrap_err();
+        assert_eq!(e.code(), "validation_failed", "an array is not an object");
+        let e = parse_json::<Body>(br#"[1, "#).unwrap_err();
+        assert_eq!(e.code(), "bad_request");
+    }
+
+    #[test]
+    fn trailing_characters_are_bad_requests() {
+        let e = parse_json::<Body>(br#"{"name": "x", "count": 1} trailing"#).unwrap_err();
+        assert_eq!(e.code(), "bad_request");
+        let e = parse_json::<Body>(br#"{"name": "x", "count": 1}{}"#).unwrap_err();
+        assert_eq!(e.code(), "bad_request");
+        assert!(parse_json::<Body>(b"{\"name\": \"x\", \"count\": 1}\n").is_ok());
     }
 }

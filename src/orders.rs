@@ -69,6 +69,15 @@ pub struct RevenueLine {
     pub revenue_cents: i64,
 }
 
+/// The first instant of the current UTC month by the database clock.
+pub async fn current_month_start(pool: &PgPool) -> Result<DateTime<Utc>, ApiError> {
+    Ok(sqlx::query_scalar(
+        "select date_trunc('month', now() at time zone 'utc') at time zone 'utc'",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
 /// Units and revenue per product for the UTC month starting at `month_start`;
 /// only `seller_id`'s products unless it is `None` (admins).
 pub async fn revenue(

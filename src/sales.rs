@@ -60,10 +60,10 @@ pub struct SaleStatus {
     pub server_time: DateTime<Utc>,
 }
 
-impl TryFrom<String> for SaleState {
-    type Error = std::convert::Infallible;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Ok(SaleState::parse(&s))
+// `From` gives sqlx's `try_from = "String"` the infallible `TryFrom` it needs.
+impl From<String> for SaleState {
+    fn from(s: String) -> Self {
+        SaleState::parse(&s)
     }
 }
 

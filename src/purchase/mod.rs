@@ -5,9 +5,9 @@
 //! 1. `SELECT ... FOR UPDATE` on the sale row, which holds `remaining`;
 //! 2. the window is checked against the database clock (`now()`, the
 //!    transaction's start), and the sale must not be cancelled;
-//! 3. the quantity must not exceed the sale's per-user limit;
-//! 4. the buyer must not already have an order in this sale (checked here, and
+//! 3. the buyer must not already have an order in this sale (checked here, and
 //!    backed by the `purchase_order_sale_id_user_id_key` unique constraint);
+//! 4. the quantity must not exceed the sale's per-user limit;
 //! 5. the quantity must not exceed `remaining`;
 //! 6. the order is inserted, `remaining` decremented and the product's
 //!    `sell_count` incremented, locking sale then product, always in that order;
@@ -92,9 +92,6 @@ async fn purchase_in_transaction(pool: &PgPool, req: PurchaseRequest) -> Result<
     if sale.ended {
         return Err(ApiError::SaleEnded);
     }
-    if qty > sale.per_user_limit {
-        return Err(ApiError::QuantityExceedsLimit(sale.per_user_limit));
-    }
     let already: bool = sqlx::query_scalar(
         "select exists (select 1 from purchase_order where sale_id = $1 and user_id = $2)",
     )
@@ -104,6 +101,9 @@ async fn purchase_in_transaction(pool: &PgPool, req: PurchaseRequest) -> Result<
     .await?;
     if already {
         return Err(ApiError::AlreadyPurchased);
+    }
+    if qty > sale.per_user_limit {
+        return Err(ApiError::QuantityExceedsLimit(sale.per_user_limit));
     }
     if sale.remaining == 0 {
         return Err(ApiError::SoldOut("sold out".into()));

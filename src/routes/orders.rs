@@ -1,7 +1,7 @@
 //! `/orders` and `/seller/revenue`.
 
 use actix_web::web;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::{Items, Page};
@@ -65,14 +65,14 @@ pub async fn revenue(
 ) -> ApiResult<web::Json<Revenue>> {
     user.require(&[Role::Seller, Role::Admin])?;
     let start = match q.month.as_deref() {
-        None => {
-            let now = Utc::now();
-            NaiveDate::from_ymd_opt(now.year(), now.month(), 1)
-        }
-        Some(m) => parse_month(m),
-    }
-    .ok_or_else(|| ApiError::field("month", "must be YYYY-MM"))?;
-    let start: DateTime<Utc> = start.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+        // The current month by the database clock, like every other "now".
+        None => orders::current_month_start(&state.pool).await?,
+        Some(m) => parse_month(m)
+            .ok_or_else(|| ApiError::field("month", "must be YYYY-MM"))?
+            .and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc(),
+    };
     let seller = (!user.is_admin()).then_some(user.id);
     let items = orders::revenue(&state.pool, seller, start).await?;
     Ok(web::Json(Revenue {

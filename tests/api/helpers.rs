@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -25,14 +24,14 @@ const SECRET: &[u8] = b"test-secret-test-secret-test-secret-0123";
 
 enum Cluster {
     Embedded(EmbeddedPg),
-    Url(PgConnectOptions),
+    Url(Box<PgConnectOptions>),
 }
 
 impl Cluster {
     fn options(&self, db: &str) -> PgConnectOptions {
         match self {
             Cluster::Embedded(pg) => pg.connect_options(db),
-            Cluster::Url(o) => o.clone().database(db),
+            Cluster::Url(o) => (**o).clone().database(db),
         }
     }
 }
@@ -41,13 +40,12 @@ fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         if let Ok(url) = std::env::var("DATABASE_URL") {
-            return Cluster::Url(PgConnectOptions::from_str(&url).expect("DATABASE_URL is valid"));
+            return Cluster::Url(Box::new(
+                PgConnectOptions::from_str(&url).expect("DATABASE_URL is valid"),
+            ));
         }
-        remove_stale_clusters();
-        let dir = std::env::temp_dir().join(format!("flashsale-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create the test cluster directory");
-        std::fs::write(dir.join("owner.pid"), std::process::id().to_string())
-            .expect("write owner.pid");
+        let dir = flashsale::embedded_pg::scratch_dir("flashsale-test")
+            .expect("create the test cluster directory");
         let pg = EmbeddedPg::start(&EmbeddedOptions {
             data_dir: dir,
             bin_dir: None,
@@ -57,28 +55,6 @@ fn cluster() -> &'static Cluster {
         .unwrap_or_else(|e| panic!("cannot start the test PostgreSQL: {e}"));
         Cluster::Embedded(pg)
     })
-}
-
-/// Test clusters die with their process (parent-death signal) but their
-/// directories stay; remove those whose owner is gone.
-fn remove_stale_clusters() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !name.starts_with("flashsale-test-") {
-            continue;
-        }
-        let owner = std::fs::read_to_string(e.path().join("owner.pid")).ok();
-        let alive = owner
-            .and_then(|p| p.trim().parse::<u32>().ok())
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
-        if !alive {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
 
 /// Settings for tests: cheap bcrypt, generous limits so that only the tests
@@ -353,7 +329,96 @@ impl TestApp {
     }
 }
 
-/// Where the tests' throwaway clusters live.
-pub fn test_cluster_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("flashsale-test-{}", std::process::id()))
+impl TestApp {
+    /// A product listed by `seller` (a seller or an admin listing for itself);
+    /// returns the product JSON.
+    pub async fn create_product_by(&self, seller: &TestUser, price_cents: i64) -> Value {
+        let (status, v) = body(
+            self.post(
+                "/api/v1/products",
+                Some(&seller.token),
+                &json!({"name": "A Book", "description": "pages", "price_cents": price_cents}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        v
+    }
+
+    /// A sale of an existing product whose window starts `start_in` seconds
+    /// from the database's now and lasts `duration` seconds, at the product's
+    /// own price. Returns the sale JSON.
+    pub async fn create_sale_of(
+        &self,
+        product_id: i64,
+        start_in: i64,
+        duration: i64,
+        stock: i64,
+        per_user_limit: i64,
+    ) -> Value {
+        let admin = self.create_user(Role::Admin).await;
+        let starts = self.db_now().await + chrono::Duration::seconds(start_in);
+        let ends = starts + chrono::Duration::seconds(duration);
+        let (status, v) = body(
+            self.post(
+                "/api/v1/sales",
+                Some(&admin.token),
+                &json!({
+                    "product_id": product_id, "starts_at": starts, "ends_at": ends,
+                    "stock": stock, "per_user_limit": per_user_limit
+                }),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 201, "{v}");
+        v
+    }
+
+    /// `POST /sales/{sale_id}/purchase` as `user`, with `{"quantity": q}` or,
+    /// for `None`, with no body at all.
+    pub async fn purchase(
+        &self,
+        sale_id: i64,
+        user: &TestUser,
+        quantity: Option<i64>,
+    ) -> reqwest::Response {
+        let path = format!("/api/v1/sales/{sale_id}/purchase");
+        match quantity {
+            Some(q) => {
+                self.post(&path, Some(&user.token), &json!({"quantity": q}))
+                    .await
+            }
+            None => self
+                .client
+                .post(self.url(&path))
+                .bearer_auth(&user.token)
+                .send()
+                .await
+                .expect("POST"),
+        }
+    }
+
+    /// A purchase that must succeed; returns the order JSON.
+    pub async fn buy(&self, sale_id: i64, user: &TestUser, quantity: i64) -> Value {
+        let (status, v) = body(self.purchase(sale_id, user, Some(quantity)).await).await;
+        assert_eq!(status, 201, "purchase of {quantity} in sale {sale_id}: {v}");
+        v
+    }
+}
+
+/// The secret the test servers sign access tokens with (to forge tokens
+/// signed the same way but with another algorithm).
+pub fn jwt_secret() -> &'static [u8] {
+    SECRET
+}
+
+/// A client that does not follow redirects, to see them.
+pub fn client_without_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("http client")
 }
