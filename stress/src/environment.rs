@@ -1,0 +1,244 @@
+//! What a run drives: flashsale instances and, when reachable, their database.
+//!
+//! Self-contained (the default): a private PostgreSQL from the same launcher
+//! as `flashsale serve`, and one or more flashsale server processes (this very
+//! binary re-run with the hidden `__serve` command, which runs the real
+//! server code) on free loopback ports. With `--target` it drives instances
+//! that are already running instead.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use flashsale::auth::JwtKeys;
+use flashsale::embedded_pg::{EmbeddedOptions, EmbeddedPg};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::process::{Child, Command};
+
+/// The database name used inside the harness's private cluster.
+pub const DB_NAME: &str = "flashsale";
+
+/// Settings the harness gives the servers it starts: cheap hashing (buyers are
+/// made by SQL anyway) and per-user limits out of the way, since the harness
+/// measures the stock path, not the limiter.
+pub fn default_server_env() -> Vec<(String, String)> {
+    [
+        ("BCRYPT_COST", "4"),
+        ("PURCHASE_RATE_PER_SEC", "1000"),
+        ("PURCHASE_BURST", "1000"),
+        ("AUTH_RATE_PER_SEC", "100000"),
+        ("AUTH_BURST", "100000"),
+        ("DB_MAX_CONNECTIONS", "20"),
+        ("DB_ACQUIRE_TIMEOUT_MS", "10000"),
+        ("RUST_LOG", "warn"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The instances under load and the ways to reach their database.
+pub struct Environment {
+    /// Base URLs, e.g. `http://127.0.0.1:8080`; requests go round-robin.
+    pub targets: Vec<String>,
+    /// The shared database, when reachable: provisioning and verification by SQL.
+    pub db: Option<PgPool>,
+    /// The servers' signing key, when known: buyers' tokens are minted locally.
+    pub jwt: Option<JwtKeys>,
+    embedded: Option<EmbeddedPg>,
+    servers: Vec<Child>,
+    scratch: Option<PathBuf>,
+}
+
+impl Environment {
+    /// A private cluster and `instances` fresh server processes, each
+    /// `server_exe __serve` (the `stress` binary).
+    pub async fn self_contained(
+        instances: usize,
+        server_env: &[(String, String)],
+        server_exe: &std::path::Path,
+    ) -> anyhow::Result<Environment> {
+        let scratch = flashsale::embedded_pg::scratch_dir("flashsale-stress")?;
+        let pg = start_cluster(scratch.join("db")).await?;
+        flashsale::run::create_database(&pg, DB_NAME).await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(pg.connect_options(DB_NAME))
+            .await?;
+        flashsale::db::migrate(&pool).await?;
+
+        let secret = random_secret();
+        let mut servers = Vec::new();
+        let mut targets = Vec::new();
+        for i in 0..instances {
+            let port = free_port()?;
+            let log = std::fs::File::create(scratch.join(format!("server-{i}.log")))?;
+            let mut cmd = Command::new(server_exe);
+            cmd.arg("__serve")
+                .envs(server_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("DATABASE_URL", pg.url(DB_NAME))
+                .env("JWT_SECRET", &secret)
+                .env("HOST", "127.0.0.1")
+                .env("PORT", port.to_string())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true);
+            servers.push(cmd.spawn().context("starting a flashsale server")?);
+            targets.push(format!("http://127.0.0.1:{port}"));
+        }
+        let env = Environment {
+            targets,
+            db: Some(pool),
+            jwt: Some(JwtKeys::new(secret.as_bytes(), Duration::from_secs(3600))),
+            embedded: Some(pg),
+            servers,
+            scratch: Some(scratch),
+        };
+        env.wait_ready(Duration::from_secs(60)).await?;
+        Ok(env)
+    }
+
+    /// Instances that already run; `database_url` and `jwt_secret` are optional.
+    pub async fn external(
+        targets: Vec<String>,
+        database_url: Option<&str>,
+        jwt_secret: Option<&str>,
+    ) -> anyhow::Result<Environment> {
+        for t in &targets {
+            let host = t
+                .trim_start_matches("http://")
+                .split(['/', ':'])
+                .next()
+                .unwrap_or_default();
+            let local = host == "localhost"
+                || host.starts_with("127.")
+                || host == "[::1]"
+                || t.starts_with("http://[::1]");
+            if !local {
+                bail!("--target {t}: the harness only sends load to loopback addresses (127.0.0.0/8, ::1, localhost)");
+            }
+        }
+        let db = match database_url {
+            Some(url) => Some(
+                PgPoolOptions::new()
+                    .max_connections(8)
+                    .connect(url)
+                    .await
+                    .context("cannot connect to --database-url")?,
+            ),
+            None => None,
+        };
+        let env = Environment {
+            targets: targets
+                .into_iter()
+                .map(|t| t.trim_end_matches('/').to_string())
+                .collect(),
+            db,
+            jwt: jwt_secret.map(|s| JwtKeys::new(s.as_bytes(), Duration::from_secs(3600))),
+            embedded: None,
+            servers: Vec::new(),
+            scratch: None,
+        };
+        env.wait_ready(Duration::from_secs(10)).await?;
+        Ok(env)
+    }
+
+    async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + limit;
+        for t in &self.targets {
+            loop {
+                let ok = client
+                    .get(format!("{t}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("{t} did not become ready{}", self.server_log_hint());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    }
+
+    fn server_log_hint(&self) -> String {
+        match &self.scratch {
+            Some(dir) => format!(" (see the logs in {})", dir.display()),
+            None => String::new(),
+        }
+    }
+
+    /// Where the database lives, for the report.
+    pub fn describe(&self) -> String {
+        match &self.embedded {
+            Some(_) => format!(
+                "{} self-started instance(s) on a private PostgreSQL",
+                self.targets.len()
+            ),
+            None => format!("{} running instance(s)", self.targets.len()),
+        }
+    }
+
+    /// Stops the servers gracefully (SIGTERM), then the cluster, and removes
+    /// the scratch directory.
+    pub async fn shutdown(mut self) {
+        for s in &mut self.servers {
+            if let Some(pid) = s.id() {
+                // SAFETY: kill(2) on a child we started; SIGTERM asks for a
+                // graceful stop.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGTERM);
+                }
+            }
+        }
+        for s in &mut self.servers {
+            if tokio::time::timeout(Duration::from_secs(30), s.wait())
+                .await
+                .is_err()
+            {
+                let _ = s.kill().await;
+            }
+        }
+        if let Some(pool) = self.db.take() {
+            pool.close().await;
+        }
+        if let Some(pg) = self.embedded.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(pg)).await;
+        }
+        if let Some(dir) = self.scratch.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Starts a durable private cluster (fsync on, like a real deployment).
+pub async fn start_cluster(dir: PathBuf) -> anyhow::Result<EmbeddedPg> {
+    let opts = EmbeddedOptions {
+        data_dir: dir,
+        bin_dir: std::env::var_os("PG_BIN_DIR").map(PathBuf::from),
+        ephemeral: false,
+        max_connections: 300,
+    };
+    Ok(tokio::task::spawn_blocking(move || EmbeddedPg::start(&opts)).await??)
+}
+
+fn random_secret() -> String {
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::thread_rng().gen();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

@@ -1,0 +1,40 @@
+//! The flashsale load harness as a library: the environment it drives, the
+//! load it fires, the invariants it checks and the reports it writes. The
+//! `stress` binary is a thin command line over it; the tests use it directly.
+
+/// Starting (or reaching) the database and the flashsale instances.
+pub mod environment;
+/// Firing requests and recording every answer.
+pub mod load;
+/// Making buyers, products and sales.
+pub mod provision;
+/// Human, JSON and HTML reports.
+pub mod report;
+/// The scenarios.
+pub mod scenario;
+/// The invariants checked after every run.
+pub mod verify;
+
+use environment::Environment;
+use scenario::{Common, Scenario};
+
+/// Runs a scenario, then checks every invariant: in SQL when the database is
+/// reachable, through the admin API otherwise.
+pub async fn run_and_verify(
+    env: &Environment,
+    common: &Common,
+    scenario: &Scenario,
+) -> anyhow::Result<report::Summary> {
+    let run = scenario.run(env, common).await?;
+    let mut violations = verify::check_answers(&run.ledger);
+    match &env.db {
+        Some(db) => violations.extend(verify::check_database(db, &run.sales, &run.ledger).await?),
+        None => {
+            let admin = provision::admin_token(env, &common.admin).await?;
+            violations.extend(
+                verify::check_through_api(&env.targets[0], &admin, &run.sales, &run.ledger).await?,
+            );
+        }
+    }
+    Ok(report::summarize(&run, violations))
+}

@@ -1,0 +1,291 @@
+//! `stress`: the flashsale load harness.
+//!
+//! ```text
+//! cargo run --release -p stress -- exact --stock 1000 --buyers 20000 --connections 256
+//! ```
+//!
+//! Exits 0 when every invariant held, 1 on any violation, 2 when the run
+//! could not be carried out.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use stress::environment::{default_server_env, start_cluster, Environment};
+use stress::provision::AdminLogin;
+use stress::scenario::{self, Common, Scenario};
+use stress::{report, run_and_verify};
+
+#[derive(Parser)]
+#[command(
+    name = "stress",
+    about = "Load flashsale, then check that it kept every promise."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// N units, U distinct buyers pressing buy as the window opens.
+    Exact {
+        #[arg(long, default_value_t = 1000)]
+        stock: i64,
+        #[arg(long, default_value_t = 20_000)]
+        buyers: usize,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// M buyers, each firing K purchases at once.
+    Dupes {
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+        #[arg(long, default_value_t = 10)]
+        per_user: usize,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Purchases straddling the start and the end of a short window.
+    Window {
+        #[arg(long, default_value_t = 4000)]
+        buyers: usize,
+        #[arg(long, default_value_t = 2000)]
+        window_ms: i64,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// A storm of buyers after the stock is gone (the rejection path).
+    Soldout {
+        #[arg(long, default_value_t = 100)]
+        stock: i64,
+        #[arg(long, default_value_t = 20_000)]
+        buyers: usize,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// A soak of status polls, browsing and purchases on several sales, one hot.
+    Mixed {
+        #[arg(long, default_value_t = 30)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 4)]
+        sales: usize,
+        #[arg(long, default_value_t = 1000)]
+        stock: i64,
+        #[arg(long, default_value_t = 20_000)]
+        users: usize,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Start a private PostgreSQL like the harness's, print its URL and hold it
+    /// until Ctrl-C (for pgbench and bench/hot_row in the same sitting).
+    Db {
+        #[arg(long, default_value = "flashsale-stress-db")]
+        dir: PathBuf,
+    },
+    /// Run a flashsale server (used by the harness for its instances).
+    #[command(name = "__serve", hide = true)]
+    Serve,
+}
+
+#[derive(Args, Clone)]
+struct CommonArgs {
+    /// Concurrent connections (requests in flight).
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// flashsale instances to start (self-contained mode).
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// Drive this running instance instead (repeatable; loopback only).
+    #[arg(long = "target")]
+    targets: Vec<String>,
+    /// The instances' database: provision buyers and verify in SQL.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// The instances' JWT_SECRET: sign buyers' tokens locally.
+    #[arg(long)]
+    jwt_secret: Option<String>,
+    /// Admin account for creating sales when the database is not reachable.
+    #[arg(long)]
+    admin_user: Option<String>,
+    #[arg(long)]
+    admin_password: Option<String>,
+    /// Per-request timeout; a timed-out purchase counts as an unknown outcome.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    /// Extra environment for self-started instances, `KEY=VALUE` (repeatable).
+    #[arg(long = "server-env")]
+    server_env: Vec<String>,
+    /// Write the summary as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write a self-contained HTML report with charts here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Cmd::Serve = cli.command {
+        serve();
+        return;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stress: {e}");
+            std::process::exit(2);
+        }
+    };
+    let code = rt.block_on(async {
+        match run(cli.command).await {
+            Ok(true) => 0,
+            Ok(false) => 1,
+            Err(e) => {
+                eprintln!("stress: {e:#}");
+                2
+            }
+        }
+    });
+    std::process::exit(code);
+}
+
+/// The real flashsale server, configured from the environment.
+fn serve() {
+    let code = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(async {
+            let config = match flashsale::config::Config::from_env() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("flashsale: {e}");
+                    return 2;
+                }
+            };
+            flashsale::telemetry::init(config.log_json);
+            match flashsale::run::run(flashsale::run::Command::Serve, config).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("flashsale: {e:#}");
+                    1
+                }
+            }
+        }),
+        Err(_) => 2,
+    };
+    std::process::exit(code);
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<bool> {
+    let (common, scenario) = match cmd {
+        Cmd::Exact {
+            stock,
+            buyers,
+            common,
+        } => {
+            scenario::check_positive("stock", stock)?;
+            (common, Scenario::Exact { stock, buyers })
+        }
+        Cmd::Dupes {
+            users,
+            per_user,
+            common,
+        } => (common, Scenario::Dupes { users, per_user }),
+        Cmd::Window {
+            buyers,
+            window_ms,
+            common,
+        } => {
+            scenario::check_positive("window-ms", window_ms)?;
+            (common, Scenario::Window { buyers, window_ms })
+        }
+        Cmd::Soldout {
+            stock,
+            buyers,
+            common,
+        } => {
+            scenario::check_positive("stock", stock)?;
+            (common, Scenario::Soldout { stock, buyers })
+        }
+        Cmd::Mixed {
+            duration_secs,
+            sales,
+            stock,
+            users,
+            common,
+        } => (
+            common,
+            Scenario::Mixed {
+                duration: Duration::from_secs(duration_secs),
+                sales,
+                stock,
+                users,
+            },
+        ),
+        Cmd::Db { dir } => return hold_db(dir).await,
+        Cmd::Serve => unreachable!("handled before the runtime starts"),
+    };
+    execute(common, scenario).await
+}
+
+async fn execute(a: CommonArgs, scenario: Scenario) -> anyhow::Result<bool> {
+    let env = if a.targets.is_empty() {
+        let mut server_env = default_server_env();
+        for kv in &a.server_env {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--server-env {kv:?} is not KEY=VALUE"))?;
+            server_env.push((k.to_string(), v.to_string()));
+        }
+        eprintln!(
+            "starting a private PostgreSQL and {} flashsale instance(s)...",
+            a.instances
+        );
+        Environment::self_contained(a.instances.max(1), &server_env, &std::env::current_exe()?)
+            .await?
+    } else {
+        Environment::external(
+            a.targets.clone(),
+            a.database_url.as_deref(),
+            a.jwt_secret.as_deref(),
+        )
+        .await?
+    };
+    let common = Common {
+        connections: a.connections.max(1),
+        timeout: Duration::from_secs(a.timeout_secs.max(1)),
+        admin: AdminLogin {
+            username: a.admin_user.clone(),
+            password: a.admin_password.clone(),
+        },
+    };
+    let result = run_and_verify(&env, &common, &scenario).await;
+    env.shutdown().await;
+    let summary = result?;
+    print!("{}", report::text(&summary));
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &a.html {
+        std::fs::write(path, report::html(&summary))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(summary.violations.is_empty())
+}
+
+async fn hold_db(dir: PathBuf) -> anyhow::Result<bool> {
+    let dir = std::path::absolute(&dir)?;
+    let pg = start_cluster(dir).await?;
+    flashsale::run::create_database(&pg, "bench").await?;
+    println!("{}", pg.url("bench"));
+    eprintln!("holding the cluster; Ctrl-C stops it");
+    tokio::signal::ctrl_c().await?;
+    tokio::task::spawn_blocking(move || pg.stop()).await?;
+    Ok(true)
+}
