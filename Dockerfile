@@ -17,21 +17,26 @@ WORKDIR /build
 
 # 1. Dependencies only, cached until Cargo.toml / Cargo.lock change.
 #    Stub sources stand in for the crate: src/main.rs and src/lib.rs, plus an
-#    empty `fn main` for every other target path Cargo.toml names (tests,
-#    benches), so that cargo can read the manifest without the real files.
+#    empty `fn main` for every other target path the workspace's manifests name
+#    (tests, benches, the stress harness), so that cargo can read them without
+#    the real files.
 #    Afterwards the stub crate is forgotten (its sources, binary and
 #    fingerprints; the compiled dependencies stay), so the real crate is always
 #    rebuilt below whatever the timestamps of the copied files. The other
 #    stubs stay: they are never compiled by `--bin flashsale`.
 COPY Cargo.toml Cargo.lock ./
+COPY stress/Cargo.toml ./stress/
 RUN set -eu; \
     mkdir -p src; \
     echo 'fn main() {}' > src/main.rs; \
     : > src/lib.rs; \
-    sed -n 's/^[[:space:]]*path[[:space:]]*=[[:space:]]*"\([^"]*\.rs\)".*/\1/p' Cargo.toml \
-    | while read -r p; do \
-        mkdir -p "$(dirname "$p")"; \
-        [ -e "$p" ] || echo 'fn main() {}' > "$p"; \
+    for manifest in Cargo.toml stress/Cargo.toml; do \
+        dir="$(dirname "$manifest")"; \
+        sed -n 's/^[[:space:]]*path[[:space:]]*=[[:space:]]*"\([^"]*\.rs\)".*/\1/p' "$manifest" \
+        | while read -r p; do \
+            mkdir -p "$dir/$(dirname "$p")"; \
+            [ -e "$dir/$p" ] || echo 'fn main() {}' > "$dir/$p"; \
+        done; \
     done; \
     cargo build --release --locked --bin flashsale; \
     rm -rf src target/release/flashsale target/release/deps/flashsale-* \
