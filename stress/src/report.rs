@@ -59,6 +59,8 @@ pub struct Summary {
     /// From the first purchase to the 201 that took the last unit, when the
     /// (first) sale sold out.
     pub time_to_sell_out_secs: Option<f64>,
+    /// Units sold per second until the sale sold out (stock / time to sell out).
+    pub sell_out_rate_per_sec: Option<f64>,
     pub unknown_outcomes: u64,
     pub latency: Vec<LatencyRow>,
     pub answers: Vec<AnswerRow>,
@@ -206,6 +208,10 @@ pub fn summarize(run: &Run, violations: Vec<Violation>) -> Summary {
         requests_per_sec: measured.len() as f64 / secs,
         purchases_created: created.len() as u64,
         purchases_per_sec: created.len() as f64 / secs,
+        sell_out_rate_per_sec: time_to_sell_out_secs
+            .zip(run.sales.first())
+            .filter(|(t, _)| *t > 0.0)
+            .map(|(t, sale)| sale.stock as f64 / t),
         time_to_sell_out_secs,
         unknown_outcomes: run.ledger.unknown.len() as u64,
         latency,
@@ -232,7 +238,11 @@ pub fn text(s: &Summary) -> String {
         s.purchases_created, s.purchases_per_sec
     );
     if let Some(t) = s.time_to_sell_out_secs {
-        let _ = writeln!(o, "sold out   in {t:.3} s");
+        let rate = s.sell_out_rate_per_sec.unwrap_or(0.0);
+        let _ = writeln!(
+            o,
+            "sold out   in {t:.3} s  ({rate:.0} units/s while stock lasted)"
+        );
     }
     let _ = writeln!(
         o,
