@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use flashsale::auth::{JwtKeys, Role};
+use flashsale::config::{PurchaseMode, PurchaseSettings};
 use flashsale::domain::Quantity;
 use flashsale::embedded_pg::{scratch_dir, EmbeddedOptions, EmbeddedPg};
+use flashsale::live::Board;
 use flashsale::purchase::{PurchaseEngine, PurchaseRequest};
 use flashsale::routes::sales::PurchaseBody;
 
@@ -103,7 +105,11 @@ fn purchase(c: &mut Criterion) {
         .expect("sale");
         (pool, sale)
     });
-    let engine = PurchaseEngine::new(pool.clone());
+    let settings = PurchaseSettings {
+        mode: PurchaseMode::PerPurchase,
+        ..PurchaseSettings::default()
+    };
+    let engine = PurchaseEngine::new(pool.clone(), Board::new(pool.clone()), settings);
     let mut g = c.benchmark_group("purchase");
     g.sample_size(20);
     g.bench_function("one_buyer_per_transaction", |b| {

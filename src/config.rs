@@ -16,6 +16,9 @@
 //! | `PURCHASE_BURST` | `5` | purchase attempts a user may fire at once |
 //! | `AUTH_RATE_PER_SEC` | `5` | login/register/refresh attempts per second per client IP (per process) |
 //! | `AUTH_BURST` | `20` | login/register/refresh attempts an IP may fire at once |
+//! | `PURCHASE_MODE` | `combined` | `combined`: one locked transaction serves every buyer queued for a sale; `per_purchase`: one transaction per buyer |
+//! | `PURCHASE_MAX_BATCH` | `512` | most buyers one combined transaction serves |
+//! | `PURCHASE_QUEUE_LIMIT` | `20000` | buyers that may wait for one sale (per process) before `busy` |
 //! | `DB_MAX_CONNECTIONS` | `20` | size of the connection pool |
 //! | `DB_ACQUIRE_TIMEOUT_MS` | `3000` | wait for a pooled connection before answering `busy` |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
@@ -61,6 +64,37 @@ pub struct AppSettings {
     pub auth_rate: Rate,
     pub db_max_connections: u32,
     pub db_acquire_timeout: Duration,
+    pub purchase: PurchaseSettings,
+}
+
+/// How purchases reach the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurchaseMode {
+    /// One locked transaction per sale serves every buyer that queued while
+    /// the previous one ran.
+    Combined,
+    /// One transaction per buyer (the baseline).
+    PerPurchase,
+}
+
+/// Settings of the purchase engine.
+#[derive(Clone, Copy, Debug)]
+pub struct PurchaseSettings {
+    pub mode: PurchaseMode,
+    /// Most buyers served by one combined transaction.
+    pub max_batch: usize,
+    /// Buyers that may wait for one sale before new ones get `busy`.
+    pub queue_limit: usize,
+}
+
+impl Default for PurchaseSettings {
+    fn default() -> Self {
+        PurchaseSettings {
+            mode: PurchaseMode::Combined,
+            max_batch: 512,
+            queue_limit: 20_000,
+        }
+    }
 }
 
 /// A token-bucket rate: `per_second` refill and `burst` capacity.
@@ -80,6 +114,7 @@ impl Default for AppSettings {
             auth_rate: Rate::new(5, 20),
             db_max_connections: 20,
             db_acquire_timeout: Duration::from_millis(3000),
+            purchase: PurchaseSettings::default(),
         }
     }
 }
@@ -248,6 +283,32 @@ impl Config {
             |v| *v >= 1,
             "a positive number of milliseconds",
         );
+        let mode = match get("PURCHASE_MODE").as_deref() {
+            None | Some("combined") => PurchaseMode::Combined,
+            Some("per_purchase") => PurchaseMode::PerPurchase,
+            Some(other) => {
+                errors.push(format!(
+                    "PURCHASE_MODE={other:?} is not `combined` or `per_purchase`"
+                ));
+                PurchaseMode::Combined
+            }
+        };
+        let max_batch = num(
+            &get,
+            &mut errors,
+            "PURCHASE_MAX_BATCH",
+            512usize,
+            |v| (1..=10_000).contains(v),
+            "a batch size (1..=10000)",
+        );
+        let queue_limit = num(
+            &get,
+            &mut errors,
+            "PURCHASE_QUEUE_LIMIT",
+            20_000usize,
+            |v| (1..=10_000_000).contains(v),
+            "a queue length (1..=10000000)",
+        );
         let log_json = match get("LOG_FORMAT").as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -276,6 +337,11 @@ impl Config {
                 auth_rate: Rate::new(a_rate, a_burst),
                 db_max_connections: max_conn,
                 db_acquire_timeout: Duration::from_millis(acquire_ms),
+                purchase: PurchaseSettings {
+                    mode,
+                    max_batch,
+                    queue_limit,
+                },
             },
         })
     }

@@ -19,6 +19,8 @@ pub mod embedded_pg;
 pub mod error;
 /// Request extractors that fail with API errors.
 pub mod extract;
+/// Live sale state in memory, kept in step across instances.
+pub mod live;
 /// Prometheus metrics.
 pub mod metrics;
 /// The OpenAPI document.

@@ -12,7 +12,7 @@ use crate::routes;
         routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout, routes::auth::me,
         routes::products::list, routes::products::get, routes::products::create, routes::products::update,
         routes::sales::list, routes::sales::get, routes::sales::status, routes::sales::create, routes::sales::update,
-        routes::sales::purchase, routes::sales::stats,
+        routes::sales::purchase, routes::sales::stats, routes::sales::events,
         routes::orders::list, routes::orders::get, routes::orders::revenue,
         routes::admin::list, routes::admin::update,
         routes::ops::healthz, routes::ops::readyz, routes::ops::metrics,

@@ -298,6 +298,12 @@ pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiEr
     .bind(c.cancel)
     .execute(&mut *tx)
     .await?;
+    // Every instance reloads the sale's live state once this commits.
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(crate::live::CHANNEL)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     get(pool, id).await
 }

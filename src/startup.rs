@@ -9,9 +9,11 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
 
+use crate::auth::cache::AuthCache;
 use crate::auth::JwtKeys;
 use crate::config::{AppSettings, Rate};
 use crate::error::ApiError;
+use crate::live::Board;
 use crate::metrics::Metrics;
 use crate::purchase::PurchaseEngine;
 
@@ -21,6 +23,10 @@ pub struct AppState {
     pub settings: AppSettings,
     pub jwt: JwtKeys,
     pub engine: PurchaseEngine,
+    /// Live sale state: status, SSE, fail-fast refusals.
+    pub board: Arc<Board>,
+    /// Users and revoked tokens, kept in step across instances.
+    pub auth_cache: AuthCache,
     /// Purchase attempts per user (per process).
     pub purchase_limiter: DefaultKeyedRateLimiter<i64>,
     /// Login, register and refresh attempts per client IP (per process).
@@ -58,9 +64,12 @@ impl Application {
         pool: PgPool,
         listen: Listen,
     ) -> anyhow::Result<Application> {
+        let board = Board::new(pool.clone());
         let state = web::Data::new(AppState {
             jwt: JwtKeys::new(jwt_secret, settings.access_token_ttl),
-            engine: PurchaseEngine::new(pool.clone()),
+            engine: PurchaseEngine::new(pool.clone(), board.clone(), settings.purchase),
+            board,
+            auth_cache: AuthCache::default(),
             purchase_limiter: limiter(settings.purchase_rate),
             auth_limiter: limiter(settings.auth_rate),
             metrics: Metrics::new(),
@@ -140,8 +149,10 @@ impl Application {
     /// requests, with upkeep tasks running beside it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let upkeep = tokio::spawn(upkeep(Arc::clone(&self.state.clone().into_inner())));
+        let listener = tokio::spawn(listen(Arc::clone(&self.state.clone().into_inner())));
         let result = self.server.await;
         upkeep.abort();
+        listener.abort();
         result
     }
 }
@@ -153,9 +164,59 @@ async fn upkeep(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         state.purchase_limiter.retain_recent();
+        state.auth_cache.prune();
         state.auth_limiter.retain_recent();
         if let Err(e) = crate::auth::service::sweep_expired(&state.pool).await {
             tracing::warn!(error = %e, "sweeping expired tokens failed");
         }
+    }
+}
+
+/// Applies announcements from other instances (and this one) until aborted:
+/// sale changes to the live board, logouts and user changes to the auth
+/// cache. After a lost connection both are brought back in step from the
+/// database, since announcements sent meanwhile are gone.
+async fn listen(state: Arc<AppState>) {
+    use sqlx::postgres::PgListener;
+    loop {
+        let mut listener = match PgListener::connect_with(&state.pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for changes; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener
+            .listen_all([crate::live::CHANNEL, crate::auth::cache::CHANNEL])
+            .await
+        {
+            tracing::warn!(error = %e, "LISTEN failed; retrying");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        resync(&state).await;
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) if n.channel() == crate::live::CHANNEL => {
+                    state.board.apply(n.payload()).await
+                }
+                Ok(Some(n)) => state.auth_cache.apply(n.payload()),
+                // The connection was lost (it reconnects on the next call).
+                Ok(None) => resync(&state).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "listening failed; reconnecting");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn resync(state: &AppState) {
+    state.board.reload_all().await;
+    if let Err(e) = state.auth_cache.resync(&state.pool).await {
+        tracing::warn!(error = %e, "reloading revoked tokens failed");
     }
 }

@@ -1,9 +1,11 @@
 //! `AuthUser`: the signed-in user behind a bearer token.
 //!
-//! The token's signature and expiry are checked first; then one query makes
-//! sure the user still exists, is not disabled, and the token was not logged
-//! out. The role comes from the database, so a role change or a disable takes
-//! effect on the next request.
+//! The token's signature and expiry are checked first; then the user must
+//! still exist and not be disabled, and the token must not have been logged
+//! out. The role comes from the database (through the process's
+//! [`AuthCache`](super::cache::AuthCache), which every instance keeps in step
+//! by `NOTIFY`), so a role change, a disable or a logout takes effect on the
+//! next request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,28 +58,40 @@ impl FromRequest for AuthUser {
                 .sub
                 .parse()
                 .map_err(|_| ApiError::Unauthorized("the access token is not valid"))?;
-            let row: Option<(String, bool, bool)> = sqlx::query_as(
-                "select u.role, u.disabled_at is not null,
-                        exists (select 1 from revoked_token r where r.jti = $2)
-                   from app_user u where u.id = $1",
-            )
-            .bind(id)
-            .bind(claims.jti)
-            .fetch_optional(&state.pool)
-            .await?;
-            let Some((role, disabled, revoked)) = row else {
-                return Err(ApiError::Unauthorized(
-                    "the account of this token no longer exists",
-                ));
-            };
-            if revoked {
+            if state.auth_cache.is_revoked(&claims.jti) {
                 return Err(ApiError::TokenRevoked);
             }
+            let (role, disabled) = match state.auth_cache.user(id) {
+                Some(known) => known,
+                None => {
+                    let row: Option<(String, bool, bool)> = sqlx::query_as(
+                        "select u.role, u.disabled_at is not null,
+                                exists (select 1 from revoked_token r where r.jti = $2)
+                           from app_user u where u.id = $1",
+                    )
+                    .bind(id)
+                    .bind(claims.jti)
+                    .fetch_optional(&state.pool)
+                    .await?;
+                    let Some((role, disabled, revoked)) = row else {
+                        return Err(ApiError::Unauthorized(
+                            "the account of this token no longer exists",
+                        ));
+                    };
+                    if revoked {
+                        state.auth_cache.revoke(claims.jti, claims.exp);
+                        return Err(ApiError::TokenRevoked);
+                    }
+                    let role = Role::parse(&role).ok_or_else(|| {
+                        ApiError::Internal(anyhow::anyhow!("unknown role {role:?}"))
+                    })?;
+                    state.auth_cache.put_user(id, role, disabled);
+                    (role, disabled)
+                }
+            };
             if disabled {
                 return Err(ApiError::Forbidden("this account is disabled"));
             }
-            let role = Role::parse(&role)
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {role:?}")))?;
             Ok(AuthUser {
                 id,
                 role,

@@ -124,6 +124,12 @@ pub async fn logout(pool: &PgPool, user: &AuthUser) -> Result<(), ApiError> {
     .bind(user.jti)
     .execute(&mut *tx)
     .await?;
+    // Every instance learns of the revocation once this commits.
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(super::cache::CHANNEL)
+        .bind(format!("jti:{}:{}", user.jti, user.exp))
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(())
 }

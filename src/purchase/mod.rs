@@ -1,6 +1,7 @@
 //! The purchase engine: the one place where stock turns into orders.
 //!
-//! Every purchase is one READ COMMITTED transaction:
+//! Every decision about stock is made inside a READ COMMITTED transaction
+//! that holds the sale row's lock:
 //!
 //! 1. `SELECT ... FOR UPDATE` on the sale row, which holds `remaining`;
 //! 2. the window is checked against the database clock (`now()`, the
@@ -13,21 +14,32 @@
 //!    `sell_count` incremented, locking sale then product, always in that order;
 //! 7. commit. Nothing slow runs while the lock is held.
 //!
-//! The transaction runs on its own task, so a client that hangs up mid-request
-//! cannot cut it short: it commits or rolls back as a whole.
+//! Two engines apply these rules ([`PurchaseMode`]):
+//!
+//! - `per_purchase`: one transaction per buyer ([`single`]).
+//! - `combined` (default): one task per sale queues its buyers and serves all
+//!   that arrived while the previous transaction ran in one transaction,
+//!   deciding each buyer on its own in arrival order ([`combiner`]). In front
+//!   of it, the live board ([`crate::live`]) turns away requests that cannot
+//!   succeed without touching the database.
+//!
+//! Either way the work runs on a task of its own, so a client that hangs up
+//! mid-request cannot cut a transaction short.
 
-use sqlx::PgPool;
+mod combiner;
+mod single;
 
+use std::sync::Arc;
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::config::{PurchaseMode, PurchaseSettings};
 use crate::domain::Quantity;
 use crate::error::ApiError;
-use crate::orders::{Order, COLUMNS};
+use crate::live::{Board, LiveSale, BOUNDARY_MARGIN};
+use crate::orders::Order;
 
-/// How purchases reach the database. One transaction per purchase today; the
-/// engine is the seam where other strategies plug in.
-#[derive(Clone)]
-pub struct PurchaseEngine {
-    pool: PgPool,
-}
+pub use combiner::{serve_batch, Combiner};
 
 /// A purchase request that passed input validation.
 #[derive(Clone, Copy, Debug)]
@@ -37,26 +49,94 @@ pub struct PurchaseRequest {
     pub quantity: Quantity,
 }
 
+/// The purchase engine of one process.
+#[derive(Clone)]
+pub struct PurchaseEngine {
+    pool: PgPool,
+    mode: PurchaseMode,
+    board: Arc<Board>,
+    combiner: Arc<Combiner>,
+}
+
 impl PurchaseEngine {
-    /// An engine on `pool`.
-    pub fn new(pool: PgPool) -> Self {
-        PurchaseEngine { pool }
+    /// An engine on `pool`, sharing the live board with the routes.
+    pub fn new(pool: PgPool, board: Arc<Board>, settings: PurchaseSettings) -> Self {
+        PurchaseEngine {
+            combiner: Arc::new(Combiner::new(pool.clone(), settings)),
+            mode: settings.mode,
+            pool,
+            board,
+        }
+    }
+
+    /// Which engine serves purchases.
+    pub fn mode(&self) -> PurchaseMode {
+        self.mode
     }
 
     /// Runs one purchase to completion, even if the caller stops waiting.
     /// `Ok` means the order is committed.
     pub async fn purchase(&self, req: PurchaseRequest) -> Result<Order, ApiError> {
-        let pool = self.pool.clone();
-        let span = tracing::info_span!("purchase", sale_id = req.sale_id, user_id = req.user_id);
-        let task = tokio::spawn(tracing::Instrument::instrument(
-            async move { purchase_in_transaction(&pool, req).await },
-            span,
-        ));
-        task.await
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("purchase task failed: {e}")))?
+        match self.mode {
+            PurchaseMode::PerPurchase => {
+                let pool = self.pool.clone();
+                let board = self.board.clone();
+                let span =
+                    tracing::info_span!("purchase", sale_id = req.sale_id, user_id = req.user_id);
+                let task = tokio::spawn(tracing::Instrument::instrument(
+                    async move {
+                        let (order, remaining) = single::purchase(&pool, req).await?;
+                        if let Ok(live) = board.get(req.sale_id).await {
+                            live.set_remaining(remaining);
+                        }
+                        Ok(order)
+                    },
+                    span,
+                ));
+                task.await
+                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("purchase task failed: {e}")))?
+            }
+            PurchaseMode::Combined => {
+                let live = self.board.get(req.sale_id).await?;
+                fail_fast(&self.board, &live, req)?;
+                self.combiner.submit(live, req).await
+            }
+        }
     }
 }
 
+/// Refuses from memory what the database would refuse. Only answers that
+/// cannot turn into a success are given here: the board is never ahead of
+/// the database, and window edges are left to the database clock.
+fn fail_fast(board: &Board, live: &LiveSale, req: PurchaseRequest) -> Result<(), ApiError> {
+    let t = live.terms();
+    let now = board.now();
+    if t.cancelled {
+        return Err(ApiError::SaleCancelled);
+    }
+    if now < t.starts_at - BOUNDARY_MARGIN {
+        return Err(ApiError::SaleNotStarted);
+    }
+    if now >= t.ends_at + BOUNDARY_MARGIN {
+        return Err(ApiError::SaleEnded);
+    }
+    if live.is_known_buyer(req.user_id) {
+        return Err(ApiError::AlreadyPurchased);
+    }
+    let started = now >= t.starts_at + BOUNDARY_MARGIN;
+    if started {
+        // After the start, the limit cannot change and the stock only falls.
+        if req.quantity.get() > t.per_user_limit {
+            return Err(ApiError::QuantityExceedsLimit(t.per_user_limit));
+        }
+        if live.remaining() == 0 {
+            return Err(ApiError::SoldOut("sold out".into()));
+        }
+    }
+    Ok(())
+}
+
+/// The sale row as read under its lock.
 #[derive(sqlx::FromRow)]
 struct LockedSale {
     product_id: i64,
@@ -68,73 +148,52 @@ struct LockedSale {
     ended: bool,
 }
 
-async fn purchase_in_transaction(pool: &PgPool, req: PurchaseRequest) -> Result<Order, ApiError> {
-    let qty = req.quantity.get();
-    let mut tx = pool.begin().await?;
-    let sale: LockedSale = sqlx::query_as(
+/// Step 1: lock the sale row and read it, with the window judged by `now()`.
+async fn lock_sale(conn: &mut PgConnection, sale_id: i64) -> Result<LockedSale, ApiError> {
+    sqlx::query_as(
         "select product_id, remaining, price_cents, per_user_limit,
                 cancelled_at is not null as cancelled,
                 now() < starts_at as not_started,
                 now() >= ends_at as ended
            from sale where id = $1 for update",
     )
-    .bind(req.sale_id)
-    .fetch_optional(&mut *tx)
+    .bind(sale_id)
+    .fetch_optional(conn)
     .await?
-    .ok_or(ApiError::NotFound("no such sale"))?;
+    .ok_or(ApiError::NotFound("no such sale"))
+}
 
+/// Step 2: the refusal that applies to every buyer of the sale right now.
+fn window_error(sale: &LockedSale) -> Option<ApiError> {
     if sale.cancelled {
-        return Err(ApiError::SaleCancelled);
+        Some(ApiError::SaleCancelled)
+    } else if sale.not_started {
+        Some(ApiError::SaleNotStarted)
+    } else if sale.ended {
+        Some(ApiError::SaleEnded)
+    } else {
+        None
     }
-    if sale.not_started {
-        return Err(ApiError::SaleNotStarted);
-    }
-    if sale.ended {
-        return Err(ApiError::SaleEnded);
-    }
-    let already: bool = sqlx::query_scalar(
-        "select exists (select 1 from purchase_order where sale_id = $1 and user_id = $2)",
-    )
-    .bind(req.sale_id)
-    .bind(req.user_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if already {
-        return Err(ApiError::AlreadyPurchased);
-    }
-    if qty > sale.per_user_limit {
-        return Err(ApiError::QuantityExceedsLimit(sale.per_user_limit));
-    }
-    if sale.remaining == 0 {
-        return Err(ApiError::SoldOut("sold out".into()));
-    }
-    if i64::from(qty) > sale.remaining {
-        return Err(ApiError::SoldOut(format!("only {} left", sale.remaining)));
-    }
+}
 
-    let total = sale.price_cents * i64::from(qty);
-    let order: Order = sqlx::query_as(&format!(
-        "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents)
-         values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
-    ))
-    .bind(req.sale_id)
-    .bind(sale.product_id)
-    .bind(req.user_id)
-    .bind(qty)
-    .bind(sale.price_cents)
-    .bind(total)
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query("update sale set remaining = remaining - $2 where id = $1")
-        .bind(req.sale_id)
-        .bind(i64::from(qty))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("update product set sell_count = sell_count + $2 where id = $1")
-        .bind(sale.product_id)
-        .bind(i64::from(qty))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(order)
+/// What happens to one buyer.
+enum Decision {
+    Accept,
+    Refuse(ApiError),
+}
+
+/// Steps 3 to 5 for one buyer, given whether they already hold an order and
+/// the stock left before them.
+fn decide(already: bool, qty: i32, per_user_limit: i32, remaining: i64) -> Decision {
+    if already {
+        Decision::Refuse(ApiError::AlreadyPurchased)
+    } else if qty > per_user_limit {
+        Decision::Refuse(ApiError::QuantityExceedsLimit(per_user_limit))
+    } else if remaining == 0 {
+        Decision::Refuse(ApiError::SoldOut("sold out".into()))
+    } else if i64::from(qty) > remaining {
+        Decision::Refuse(ApiError::SoldOut(format!("only {remaining} left")))
+    } else {
+        Decision::Accept
+    }
 }

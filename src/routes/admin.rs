@@ -75,6 +75,7 @@ pub async fn update(
             "admins cannot disable or demote themselves",
         ));
     }
+    let mut tx = state.pool.begin().await?;
     let updated: Option<AdminUser> = sqlx::query_as(&format!(
         "update app_user set role = coalesce($2, role),
                              disabled_at = case when $3 is null then disabled_at
@@ -85,9 +86,16 @@ pub async fn update(
     .bind(*id)
     .bind(b.role.map(Role::as_str))
     .bind(b.disabled)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    updated
-        .map(web::Json)
-        .ok_or(ApiError::NotFound("no such user"))
+    let updated = updated.ok_or(ApiError::NotFound("no such user"))?;
+    // Every instance forgets what it knew of this user once this commits.
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(crate::auth::cache::CHANNEL)
+        .bind(format!("user:{}", *id))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    state.auth_cache.forget_user(*id);
+    Ok(web::Json(updated))
 }

@@ -110,6 +110,7 @@ pub async fn refresh(
               (status = 401, description = "unauthorized, token_revoked")))]
 pub async fn logout(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
     service::logout(&state.pool, &user).await?;
+    state.auth_cache.revoke(user.jti, user.exp);
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::{Items, Page};
 use crate::auth::{AuthUser, Role};
+use crate::config::PurchaseMode;
 use crate::domain::{self, Problems, Quantity, MAX_QUANTITY};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, OptionalJson};
@@ -21,6 +22,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/sales/{id}", web::get().to(get))
         .route("/sales/{id}", web::patch().to(update))
         .route("/sales/{id}/status", web::get().to(status))
+        .route("/sales/{id}/events", web::get().to(events))
         .route("/sales/{id}/purchase", web::post().to(purchase))
         .route("/admin/sales/{id}/stats", web::get().to(stats));
 }
@@ -74,7 +76,14 @@ pub async fn status(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<SaleStatus>> {
-    Ok(web::Json(sales::status(&state.pool, *id).await?))
+    match state.engine.mode() {
+        // Served from memory: the storm of pollers never reaches the database.
+        PurchaseMode::Combined => {
+            let live = state.board.get(*id).await?;
+            Ok(web::Json(state.board.status(&live)))
+        }
+        PurchaseMode::PerPurchase => Ok(web::Json(sales::status(&state.pool, *id).await?)),
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -185,7 +194,10 @@ pub async fn update(
         cancel: b.cancelled == Some(true),
     };
     p.finish()?;
-    Ok(web::Json(sales::update(&state.pool, *id, change).await?))
+    let sale = sales::update(&state.pool, *id, change).await?;
+    // This instance reloads now; the others when the announcement arrives.
+    state.board.reload(*id).await;
+    Ok(web::Json(sale))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -248,3 +260,55 @@ pub async fn stats(
     user.require(&[Role::Admin])?;
     Ok(web::Json(sales::stats(&state.pool, *id).await?))
 }
+
+#[utoipa::path(get, path = "/api/v1/sales/{id}/events", tag = "sales",
+    responses((status = 200, description = "text/event-stream: `event: status` with the same JSON as /status, pushed on change (at most every 250 ms), at each window edge, and every 15 s"),
+              (status = 404, description = "not_found")))]
+pub async fn events(state: web::Data<AppState>, id: web::Path<i64>) -> ApiResult<HttpResponse> {
+    let live = state.board.get(*id).await?;
+    let board = state.board.clone();
+    let rx = live.subscribe();
+    let stream = futures_util::stream::unfold(
+        (board, live, rx, true),
+        |(board, live, mut rx, first)| async move {
+            if !first {
+                let status = board.status(&live);
+                let now = board.now();
+                // Wake for a change, at the next window edge (the state moves
+                // without any write), or for a keep-alive.
+                let edge = [status.starts_at, status.ends_at]
+                    .into_iter()
+                    .filter(|t| *t > now)
+                    .map(|t| (t - now).to_std().unwrap_or_default())
+                    .min()
+                    .unwrap_or(SSE_KEEPALIVE)
+                    .min(SSE_KEEPALIVE);
+                tokio::select! {
+                    changed = rx.changed() => {
+                        if changed.is_err() {
+                            return None;
+                        }
+                        // Throttle: one message per burst of changes.
+                        tokio::time::sleep(SSE_THROTTLE).await;
+                        rx.borrow_and_update();
+                    }
+                    _ = tokio::time::sleep(edge) => {}
+                }
+            }
+            let status = board.status(&live);
+            let data = serde_json::to_string(&status).unwrap_or_default();
+            let chunk = web::Bytes::from(format!("event: status\ndata: {data}\n\n"));
+            Some((Ok::<_, actix_web::Error>(chunk), (board, live, rx, false)))
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}
+
+/// Least time between two pushed statuses of one stream.
+const SSE_THROTTLE: std::time::Duration = std::time::Duration::from_millis(250);
+/// Longest silence on a stream.
+const SSE_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::helpers::{body, spawn_app, TestApp, TestUser};
+use flashsale::config::PurchaseMode;
+
+use crate::helpers::{body, spawn_app, spawn_app_with, TestApp, TestUser};
 
 /// What the database says about a sale, read in one snapshot.
 #[derive(Debug, PartialEq, Eq)]
@@ -87,9 +89,9 @@ fn count(answers: &[(i64, u16, Value)], status: u16, code: Option<&str>) -> usiz
 }
 
 /// `20 * stock` shoppers race for `stock` units.
-async fn twenty_shoppers_per_unit_race_for(stock: i64) {
+async fn twenty_shoppers_per_unit_race_for(stock: i64, mode: PurchaseMode) {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.purchase.mode = mode).await;
     let sale = app.active_sale(stock).await;
     let users = app.create_customers(20 * stock as usize).await;
 
@@ -156,23 +158,38 @@ async fn twenty_shoppers_per_unit_race_for(stock: i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_shoppers_for_one_unit_make_exactly_one_order() {
-    twenty_shoppers_per_unit_race_for(1).await;
+    twenty_shoppers_per_unit_race_for(1, PurchaseMode::Combined).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_shoppers_for_five_units_make_exactly_five_orders() {
-    twenty_shoppers_per_unit_race_for(5).await;
+    twenty_shoppers_per_unit_race_for(5, PurchaseMode::Combined).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_thousand_shoppers_for_a_hundred_units_make_exactly_a_hundred_orders() {
-    twenty_shoppers_per_unit_race_for(100).await;
+    twenty_shoppers_per_unit_race_for(100, PurchaseMode::Combined).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_transaction_per_purchase_also_sells_exactly_the_stock() {
+    twenty_shoppers_per_unit_race_for(1, PurchaseMode::PerPurchase).await;
+    twenty_shoppers_per_unit_race_for(100, PurchaseMode::PerPurchase).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_simultaneous_requests_per_shopper_make_one_order_each() {
+    ten_simultaneous_requests_per_shopper(PurchaseMode::Combined).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_transaction_per_purchase_also_gives_one_order_per_shopper() {
+    ten_simultaneous_requests_per_shopper(PurchaseMode::PerPurchase).await;
+}
+
+async fn ten_simultaneous_requests_per_shopper(mode: PurchaseMode) {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_with(|s| s.purchase.mode = mode).await;
     let stock = 1000;
     let sale = app.active_sale(stock).await;
     let shoppers = app.create_customers(50).await;

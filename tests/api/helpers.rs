@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flashsale::auth::{JwtKeys, Role};
-use flashsale::config::{AppSettings, Rate};
+use flashsale::config::{AppSettings, PurchaseSettings, Rate};
 use flashsale::embedded_pg::{EmbeddedOptions, EmbeddedPg};
 use flashsale::startup::{Application, Listen};
 use serde_json::{json, Value};
@@ -68,6 +68,7 @@ pub fn test_settings() -> AppSettings {
         auth_rate: Rate::new(100_000, 100_000),
         db_max_connections: 10,
         db_acquire_timeout: Duration::from_secs(60),
+        purchase: PurchaseSettings::default(),
     }
 }
 
@@ -78,6 +79,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub jwt: JwtKeys,
     pub db_name: String,
+    pub settings: AppSettings,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -107,11 +109,18 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut AppSettings)) -> TestApp {
         .await
         .expect("create the test database");
     admin.close().await.ok();
+    start_instance(db_name, settings, true).await
+}
 
+/// A server on `db_name` (migrated first when `migrate`).
+async fn start_instance(db_name: String, settings: AppSettings, migrate: bool) -> TestApp {
+    let cluster = tokio::task::spawn_blocking(cluster).await.expect("cluster");
     let pool = flashsale::db::connect(cluster.options(&db_name), &settings)
         .await
         .expect("connect to the test database");
-    flashsale::db::migrate(&pool).await.expect("migrate");
+    if migrate {
+        flashsale::db::migrate(&pool).await.expect("migrate");
+    }
 
     let app = Application::build(
         settings.clone(),
@@ -138,7 +147,24 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut AppSettings)) -> TestApp {
             .expect("http client"),
         jwt: JwtKeys::new(SECRET, settings.access_token_ttl),
         db_name,
+        settings,
         handle,
+    }
+}
+
+impl TestApp {
+    /// A second server process's worth of state (its own pool, board, caches
+    /// and queues) on the same database: another instance.
+    pub async fn another_instance(&self) -> TestApp {
+        start_instance(self.db_name.clone(), self.settings.clone(), false).await
+    }
+
+    /// A new pool on this test's database, independent of the server's.
+    pub async fn fresh_pool(&self) -> PgPool {
+        let cluster = tokio::task::spawn_blocking(cluster).await.expect("cluster");
+        PgPool::connect_with(cluster.options(&self.db_name))
+            .await
+            .expect("connect")
     }
 }
 

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod catalog;
+mod combiner;
 mod concurrency;
 mod ops;
 mod orders;

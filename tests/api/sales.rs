@@ -467,8 +467,14 @@ async fn the_status_is_the_cheap_countdown_view() {
     assert_eq!(v["remaining"], 5);
     assert_eq!(time(&v["starts_at"]), time(&sale["starts_at"]));
     assert_eq!(time(&v["ends_at"]), time(&sale["ends_at"]));
+    // The status is served from memory, with the database clock estimated
+    // from a reading whose error is at most half its round trip.
     let server_time = time(&v["server_time"]);
-    assert!(before <= server_time && server_time <= after);
+    let slack = Duration::milliseconds(50);
+    assert!(
+        before - slack <= server_time && server_time <= after + slack,
+        "{before} <= {server_time} <= {after}"
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,273 @@
+//! Live sale state in memory: the shortcut in front of the database.
+//!
+//! For every sale that shoppers touch, the board keeps its terms (window,
+//! cancellation, limit), its remaining stock, and the buyers known to hold an
+//! order. It answers `/status`, pushes changes to SSE subscribers, and lets the
+//! purchase engine turn away requests that cannot succeed (outside the window,
+//! sold out, repeat buyers) without touching the database.
+//!
+//! The database stays the only authority for a success: the board may only
+//! ever be *behind* it in a way that sends a request on to the database, never
+//! in a way that refuses one that could succeed. Remaining stock only falls
+//! once a sale has started, and every change is broadcast to all instances by
+//! `NOTIFY flashsale_sale` (`<id>` after an admin change: reload; `<id>:<n>`
+//! after a purchase: `n` remain). Times are judged by an estimate of the
+//! database clock, and requests within [`BOUNDARY_MARGIN`] of a window edge
+//! always go to the database.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+use crate::sales::{SaleState, SaleStatus};
+
+/// The channel on which sale changes are announced.
+pub const CHANNEL: &str = "flashsale_sale";
+
+/// Requests this close to `starts_at` or `ends_at` (by the estimated database
+/// clock) are always decided by the database.
+pub const BOUNDARY_MARGIN: chrono::Duration = chrono::Duration::milliseconds(250);
+
+/// The fixed terms of a sale (they change only by an admin's PATCH).
+#[derive(Clone, Debug)]
+pub struct Terms {
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub cancelled: bool,
+    pub stock: i64,
+    pub per_user_limit: i32,
+}
+
+/// One sale on the board.
+pub struct LiveSale {
+    pub id: i64,
+    terms: RwLock<Terms>,
+    remaining: AtomicI64,
+    buyers: Mutex<HashSet<i64>>,
+    changed: watch::Sender<u64>,
+}
+
+impl LiveSale {
+    /// The current terms.
+    pub fn terms(&self) -> Terms {
+        match self.terms.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Remaining stock as last known.
+    pub fn remaining(&self) -> i64 {
+        self.remaining.load(Ordering::Acquire)
+    }
+
+    /// Whether this user is known to hold an order in this sale.
+    pub fn is_known_buyer(&self, user_id: i64) -> bool {
+        self.buyers
+            .lock()
+            .map(|b| b.contains(&user_id))
+            .unwrap_or(false)
+    }
+
+    /// Records buyers who hold an order (just created, or found existing).
+    pub fn remember_buyers(&self, users: impl IntoIterator<Item = i64>) {
+        if let Ok(mut b) = self.buyers.lock() {
+            b.extend(users);
+        }
+    }
+
+    /// Sets the remaining stock read under the sale's lock (or announced by
+    /// another instance) and wakes subscribers if it moved.
+    pub fn set_remaining(&self, n: i64) {
+        if self.remaining.swap(n, Ordering::AcqRel) != n {
+            self.changed.send_modify(|v| *v += 1);
+        }
+    }
+
+    fn set_terms(&self, t: Terms, remaining: i64) {
+        if let Ok(mut cur) = self.terms.write() {
+            *cur = t;
+        }
+        self.remaining.store(remaining, Ordering::Release);
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// A receiver that wakes on every change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+/// Every live sale of this process.
+pub struct Board {
+    pool: PgPool,
+    sales: RwLock<HashMap<i64, Arc<LiveSale>>>,
+    /// Database clock minus local clock, in microseconds.
+    offset_us: AtomicI64,
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    cancelled: bool,
+    stock: i64,
+    remaining: i64,
+    per_user_limit: i32,
+    db_now: DateTime<Utc>,
+}
+
+impl Board {
+    pub fn new(pool: PgPool) -> Arc<Board> {
+        Arc::new(Board {
+            pool,
+            sales: RwLock::new(HashMap::new()),
+            offset_us: AtomicI64::new(0),
+        })
+    }
+
+    /// The database clock, estimated from the last reading.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::microseconds(self.offset_us.load(Ordering::Relaxed))
+    }
+
+    fn cached(&self, id: i64) -> Option<Arc<LiveSale>> {
+        self.sales.read().ok().and_then(|m| m.get(&id).cloned())
+    }
+
+    /// The live sale, loaded from the database on first use; `not_found` if
+    /// there is no such sale.
+    pub async fn get(&self, id: i64) -> Result<Arc<LiveSale>, ApiError> {
+        if let Some(s) = self.cached(id) {
+            return Ok(s);
+        }
+        let row = self
+            .read(id)
+            .await?
+            .ok_or(ApiError::NotFound("no such sale"))?;
+        let mut map = self
+            .sales
+            .write()
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("board lock poisoned")))?;
+        let live = map.entry(id).or_insert_with(|| {
+            let (changed, _) = watch::channel(0);
+            Arc::new(LiveSale {
+                id,
+                terms: RwLock::new(terms_of(&row)),
+                remaining: AtomicI64::new(row.remaining),
+                buyers: Mutex::new(HashSet::new()),
+                changed,
+            })
+        });
+        Ok(live.clone())
+    }
+
+    async fn read(&self, id: i64) -> Result<Option<Row>, sqlx::Error> {
+        let sent = Instant::now();
+        let local_before = Utc::now();
+        let row: Option<Row> = sqlx::query_as(
+            "select starts_at, ends_at, cancelled_at is not null as cancelled, stock, remaining,
+                    per_user_limit, now() as db_now
+               from sale where id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let rtt = sent.elapsed();
+        if let Some(r) = &row {
+            // Trust only quick readings: the error is at most half the round trip.
+            if rtt < Duration::from_millis(20) {
+                let mid = local_before + chrono::Duration::from_std(rtt / 2).unwrap_or_default();
+                let offset = (r.db_now - mid).num_microseconds().unwrap_or(0);
+                self.offset_us.store(offset, Ordering::Relaxed);
+            }
+        }
+        Ok(row)
+    }
+
+    /// Re-reads a sale's terms and stock (after an admin change, or when
+    /// announcements may have been missed).
+    pub async fn reload(&self, id: i64) {
+        let Some(live) = self.cached(id) else { return };
+        match self.read(id).await {
+            Ok(Some(row)) => live.set_terms(terms_of(&row), row.remaining),
+            Ok(None) => {
+                if let Ok(mut m) = self.sales.write() {
+                    m.remove(&id);
+                }
+            }
+            Err(e) => tracing::warn!(sale_id = id, error = %e, "reloading a sale failed"),
+        }
+    }
+
+    /// Applies an announcement from the `flashsale_sale` channel.
+    pub async fn apply(&self, payload: &str) {
+        match payload.split_once(':') {
+            Some((id, n)) => {
+                if let (Ok(id), Ok(n)) = (id.parse::<i64>(), n.parse::<i64>()) {
+                    if let Some(live) = self.cached(id) {
+                        live.set_remaining(n);
+                    }
+                }
+            }
+            None => {
+                if let Ok(id) = payload.parse::<i64>() {
+                    self.reload(id).await;
+                }
+            }
+        }
+    }
+
+    /// The status of a live sale, by the estimated database clock.
+    pub fn status(&self, live: &LiveSale) -> SaleStatus {
+        let t = live.terms();
+        let now = self.now();
+        let remaining = live.remaining();
+        let state = if t.cancelled {
+            SaleState::Cancelled
+        } else if now < t.starts_at {
+            SaleState::Upcoming
+        } else if now >= t.ends_at {
+            SaleState::Ended
+        } else if remaining == 0 {
+            SaleState::SoldOut
+        } else {
+            SaleState::Active
+        };
+        SaleStatus {
+            state,
+            remaining,
+            starts_at: t.starts_at,
+            ends_at: t.ends_at,
+            server_time: now,
+        }
+    }
+
+    /// Reloads every cached sale (announcements may have been missed).
+    pub async fn reload_all(&self) {
+        let ids: Vec<i64> = self
+            .sales
+            .read()
+            .map(|m| m.keys().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.reload(id).await;
+        }
+    }
+}
+
+fn terms_of(r: &Row) -> Terms {
+    Terms {
+        starts_at: r.starts_at,
+        ends_at: r.ends_at,
+        cancelled: r.cancelled,
+        stock: r.stock,
+        per_user_limit: r.per_user_limit,
+    }
+}

@@ -1,0 +1,423 @@
+//! Many buyers per locked transaction.
+//!
+//! Each sale that receives purchases gets a bounded queue and one task. The
+//! task takes the first waiting buyer plus every other that arrived while the
+//! previous transaction ran (up to `max_batch`; there is no fixed wait), and
+//! serves them all in one transaction:
+//!
+//! 1. `SELECT ... FOR UPDATE` on the sale row, window by `now()`;
+//! 2. one query for which of the buyers already hold an order;
+//! 3. each buyer decided on their own, in arrival order: already purchased
+//!    (in the table, or earlier in this batch), over the limit, sold out;
+//! 4. one statement inserts every accepted order and moves `remaining` and
+//!    `sell_count` by what was actually inserted;
+//! 5. `NOTIFY` the new remaining stock to every instance, commit, and only
+//!    then answer each waiter.
+//!
+//! A batch that fails before its commit wrote nothing and is retried; after
+//! the last retry its buyers get `busy` (retryable). A failure *during* the
+//! commit leaves the outcome unknown, so the database is asked which of the
+//! batch's orders exist: those buyers get their order, the others are retried.
+//! So no buyer is ever told 201 without a row, and no row is made without its
+//! buyer being told 201 (unless the database stays unreachable through every
+//! check, when `busy` is the honest answer and a retry shows
+//! `already_purchased`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{decide, lock_sale, window_error, Decision, PurchaseRequest};
+use crate::config::PurchaseSettings;
+use crate::error::ApiError;
+use crate::live::{LiveSale, CHANNEL};
+use crate::orders::{Order, COLUMNS};
+
+/// How long a sale's task waits for buyers before it ends itself.
+const IDLE: Duration = Duration::from_secs(30);
+/// Retries of a batch that failed without writing anything.
+const RETRIES: u32 = 3;
+
+struct Pending {
+    user_id: i64,
+    quantity: i32,
+    reply: oneshot::Sender<Result<Order, ApiError>>,
+}
+
+/// The per-sale queues of one process.
+pub struct Combiner {
+    pool: PgPool,
+    settings: PurchaseSettings,
+    queues: Arc<Mutex<HashMap<i64, mpsc::Sender<Pending>>>>,
+}
+
+impl Combiner {
+    pub fn new(pool: PgPool, settings: PurchaseSettings) -> Self {
+        Combiner {
+            pool,
+            settings,
+            queues: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Queues a purchase and waits for its batch to commit. A full queue is
+    /// answered `busy` at once.
+    pub async fn submit(
+        &self,
+        live: Arc<LiveSale>,
+        req: PurchaseRequest,
+    ) -> Result<Order, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let mut pending = Pending {
+            user_id: req.user_id,
+            quantity: req.quantity.get(),
+            reply,
+        };
+        // A queue whose task just ended for idleness is closed: take a new one.
+        for _ in 0..2 {
+            let queue = self.queue(&live)?;
+            match queue.try_send(pending) {
+                Ok(()) => {
+                    return answer.await.map_err(|_| {
+                        ApiError::Internal(anyhow::anyhow!(
+                            "the purchase task ended without an answer"
+                        ))
+                    })?;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(ApiError::Busy(1)),
+                Err(mpsc::error::TrySendError::Closed(p)) => {
+                    pending = p;
+                    if let Ok(mut q) = self.queues.lock() {
+                        if q.get(&live.id).is_some_and(|s| s.is_closed()) {
+                            q.remove(&live.id);
+                        }
+                    }
+                }
+            }
+        }
+        Err(ApiError::Busy(1))
+    }
+
+    fn queue(&self, live: &Arc<LiveSale>) -> Result<mpsc::Sender<Pending>, ApiError> {
+        let mut queues = self
+            .queues
+            .lock()
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("queue map poisoned")))?;
+        if let Some(q) = queues.get(&live.id) {
+            if !q.is_closed() {
+                return Ok(q.clone());
+            }
+        }
+        let (tx, rx) = mpsc::channel(self.settings.queue_limit);
+        queues.insert(live.id, tx.clone());
+        tokio::spawn(serve(
+            self.pool.clone(),
+            live.clone(),
+            rx,
+            self.settings.max_batch,
+            self.queues.clone(),
+        ));
+        Ok(tx)
+    }
+}
+
+/// Serves `requests` (all for `live`'s sale) as one batch, exactly as the
+/// sale's task would, and returns each buyer's answer in order. The queue is
+/// bypassed: this is the seam for tests and benchmarks of the batch itself.
+pub async fn serve_batch(
+    pool: &PgPool,
+    live: &LiveSale,
+    requests: &[(i64, i32)],
+) -> Vec<Result<Order, ApiError>> {
+    let mut answers = Vec::with_capacity(requests.len());
+    let batch = requests
+        .iter()
+        .map(|&(user_id, quantity)| {
+            let (reply, answer) = oneshot::channel();
+            answers.push(answer);
+            Pending {
+                user_id,
+                quantity,
+                reply,
+            }
+        })
+        .collect();
+    run(pool, live, batch).await;
+    let mut out = Vec::with_capacity(answers.len());
+    for a in answers {
+        out.push(a.await.unwrap_or(Err(ApiError::Busy(1))));
+    }
+    out
+}
+
+/// The task of one sale: batch, run, answer, until idle.
+async fn serve(
+    pool: PgPool,
+    live: Arc<LiveSale>,
+    mut rx: mpsc::Receiver<Pending>,
+    max_batch: usize,
+    queues: Arc<Mutex<HashMap<i64, mpsc::Sender<Pending>>>>,
+) {
+    loop {
+        let first = match tokio::time::timeout(IDLE, rx.recv()).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(_) => {
+                // Idle: leave the map, refuse new senders, serve stragglers.
+                if let Ok(mut q) = queues.lock() {
+                    q.remove(&live.id);
+                }
+                rx.close();
+                let mut rest = Vec::new();
+                while let Ok(p) = rx.try_recv() {
+                    rest.push(p);
+                }
+                while !rest.is_empty() {
+                    let batch: Vec<Pending> = rest.drain(..rest.len().min(max_batch)).collect();
+                    run(&pool, &live, batch).await;
+                }
+                return;
+            }
+        };
+        let mut batch = Vec::with_capacity(max_batch.min(1024));
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        run(&pool, &live, batch).await;
+    }
+}
+
+/// What a batch transaction decided.
+struct Outcome {
+    answers: Vec<Result<Order, ApiError>>,
+    /// Remaining stock after the commit, when the sale row was read.
+    remaining: Option<i64>,
+}
+
+enum Failure {
+    /// Nothing was written.
+    Clean(ApiError),
+    /// The commit may or may not have happened.
+    Unknown(ApiError),
+}
+
+/// Serves one batch to the end, retrying as described in the module docs.
+async fn run(pool: &PgPool, live: &LiveSale, mut batch: Vec<Pending>) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = transact(pool, live.id, &batch).await;
+        match result {
+            Ok(outcome) => {
+                finish(live, batch, outcome);
+                return;
+            }
+            Err(Failure::Clean(e)) if attempt < RETRIES => {
+                tracing::warn!(sale_id = live.id, error = %e, attempt, "purchase batch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(Failure::Clean(e)) => {
+                tracing::warn!(sale_id = live.id, error = %e, "purchase batch failed; answering busy");
+                for p in batch {
+                    let _ = p.reply.send(Err(ApiError::Busy(1)));
+                }
+                return;
+            }
+            Err(Failure::Unknown(e)) => {
+                tracing::warn!(sale_id = live.id, error = %e, "commit outcome unknown; asking the database");
+                let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
+                let Some(found) = find_orders(pool, live.id, &users).await else {
+                    for p in batch {
+                        let _ = p.reply.send(Err(ApiError::Busy(1)));
+                    }
+                    return;
+                };
+                // Buyers whose order exists were served by the lost commit
+                // (they had none before: the batch checked under the lock).
+                let mut rest = Vec::new();
+                for p in batch {
+                    match found.get(&p.user_id) {
+                        Some(order) => {
+                            live.remember_buyers([p.user_id]);
+                            let _ = p.reply.send(Ok(order.clone()));
+                        }
+                        None => rest.push(p),
+                    }
+                }
+                if rest.is_empty() || attempt >= RETRIES {
+                    for p in rest {
+                        let _ = p.reply.send(Err(ApiError::Busy(1)));
+                    }
+                    return;
+                }
+                batch = rest;
+            }
+        }
+    }
+}
+
+/// Applies a committed outcome to the board and answers every waiter.
+fn finish(live: &LiveSale, batch: Vec<Pending>, outcome: Outcome) {
+    let mut buyers = Vec::new();
+    for (p, answer) in batch.into_iter().zip(outcome.answers) {
+        if matches!(answer, Ok(_) | Err(ApiError::AlreadyPurchased)) {
+            buyers.push(p.user_id);
+        }
+        let _ = p.reply.send(answer);
+    }
+    live.remember_buyers(buyers);
+    if let Some(n) = outcome.remaining {
+        live.set_remaining(n);
+    }
+}
+
+/// The orders that exist for these buyers in this sale, or `None` when the
+/// database cannot be asked (after a few tries).
+async fn find_orders(pool: &PgPool, sale_id: i64, users: &[i64]) -> Option<HashMap<i64, Order>> {
+    for attempt in 1..=5u64 {
+        let rows: Result<Vec<Order>, sqlx::Error> = sqlx::query_as(&format!(
+            "select {COLUMNS} from purchase_order where sale_id = $1 and user_id = any($2)"
+        ))
+        .bind(sale_id)
+        .bind(users)
+        .fetch_all(pool)
+        .await;
+        match rows {
+            Ok(rows) => return Some(rows.into_iter().map(|o| (o.user_id, o)).collect()),
+            Err(e) => {
+                tracing::warn!(sale_id, error = %e, "cannot read back a batch's orders; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+        }
+    }
+    None
+}
+
+/// One batch transaction. See the module docs for the steps.
+async fn transact(pool: &PgPool, sale_id: i64, batch: &[Pending]) -> Result<Outcome, Failure> {
+    let clean = |e: sqlx::Error| Failure::Clean(ApiError::from(e));
+    let mut tx = pool.begin().await.map_err(clean)?;
+    let sale = match lock_sale(&mut tx, sale_id).await {
+        Ok(s) => s,
+        Err(ApiError::NotFound(_)) => {
+            return Ok(Outcome {
+                answers: batch
+                    .iter()
+                    .map(|_| Err(ApiError::NotFound("no such sale")))
+                    .collect(),
+                remaining: None,
+            })
+        }
+        Err(e) => return Err(Failure::Clean(e)),
+    };
+    if window_error(&sale).is_some() {
+        return Ok(Outcome {
+            answers: batch
+                .iter()
+                .map(|_| Err(window_error(&sale).unwrap_or(ApiError::SaleEnded)))
+                .collect(),
+            remaining: Some(sale.remaining),
+        });
+    }
+
+    let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
+    let existing: Vec<i64> = sqlx::query_scalar(
+        "select user_id from purchase_order where sale_id = $1 and user_id = any($2)",
+    )
+    .bind(sale_id)
+    .bind(&users)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(clean)?;
+    let mut holders: HashSet<i64> = existing.into_iter().collect();
+    let mut remaining = sale.remaining;
+    let mut answers: Vec<Option<Result<Order, ApiError>>> = Vec::with_capacity(batch.len());
+    let (mut win_users, mut win_qty) = (Vec::new(), Vec::new());
+    for p in batch {
+        match decide(
+            holders.contains(&p.user_id),
+            p.quantity,
+            sale.per_user_limit,
+            remaining,
+        ) {
+            Decision::Accept => {
+                holders.insert(p.user_id);
+                remaining -= i64::from(p.quantity);
+                win_users.push(p.user_id);
+                win_qty.push(p.quantity);
+                answers.push(None);
+            }
+            Decision::Refuse(e) => answers.push(Some(Err(e))),
+        }
+    }
+    if win_users.is_empty() {
+        // Nothing to write: the transaction ends with its lock, unchanged.
+        drop(tx);
+        return Ok(Outcome {
+            answers: answers
+                .into_iter()
+                .map(|a| a.unwrap_or(Err(ApiError::Busy(1))))
+                .collect(),
+            remaining: Some(sale.remaining),
+        });
+    }
+
+    // Insert every accepted order and move both counters by what was really
+    // inserted, in one statement (sale before product, as everywhere).
+    let orders: Vec<Order> = sqlx::query_as(&format!(
+        "with ins as (
+             insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents)
+             select $1, $2, b.user_id, b.quantity, $3, b.quantity * $3
+               from unnest($4::bigint[], $5::int[]) with ordinality as b(user_id, quantity, n)
+              order by b.n
+             on conflict on constraint purchase_order_sale_id_user_id_key do nothing
+             returning {COLUMNS}),
+         s as (update sale set remaining = remaining - (select coalesce(sum(quantity), 0) from ins)
+                where id = $1),
+         p as (update product set sell_count = sell_count + (select coalesce(sum(quantity), 0) from ins)
+                where id = $2)
+         select {COLUMNS} from ins"
+    ))
+    .bind(sale_id)
+    .bind(sale.product_id)
+    .bind(sale.price_cents)
+    .bind(&win_users)
+    .bind(&win_qty)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(clean)?;
+    let sold: i64 = orders.iter().map(|o| i64::from(o.quantity)).sum();
+    let after = sale.remaining - sold;
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(format!("{sale_id}:{after}"))
+        .execute(&mut *tx)
+        .await
+        .map_err(clean)?;
+    tx.commit()
+        .await
+        .map_err(|e| Failure::Unknown(ApiError::from(e)))?;
+
+    let mut by_user: HashMap<i64, Order> = orders.into_iter().map(|o| (o.user_id, o)).collect();
+    let answers = batch
+        .iter()
+        .zip(answers)
+        .map(|(p, a)| match a {
+            Some(refusal) => refusal,
+            // Accepted but not inserted: the constraint found an order the
+            // check could not see. That buyer already holds one.
+            None => by_user.remove(&p.user_id).ok_or(ApiError::AlreadyPurchased),
+        })
+        .collect();
+    Ok(Outcome {
+        answers,
+        remaining: Some(after),
+    })
+}

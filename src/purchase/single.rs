@@ -1,0 +1,59 @@
+//! One transaction per purchase: the baseline engine.
+
+use sqlx::PgPool;
+
+use super::{lock_sale, window_error, Decision, PurchaseRequest};
+use crate::error::ApiError;
+use crate::orders::{Order, COLUMNS};
+
+/// Runs one purchase in its own transaction. Returns the order and the
+/// remaining stock after it.
+pub(super) async fn purchase(
+    pool: &PgPool,
+    req: PurchaseRequest,
+) -> Result<(Order, i64), ApiError> {
+    let qty = req.quantity.get();
+    let mut tx = pool.begin().await?;
+    let sale = lock_sale(&mut tx, req.sale_id).await?;
+    if let Some(e) = window_error(&sale) {
+        return Err(e);
+    }
+    let already: bool = sqlx::query_scalar(
+        "select exists (select 1 from purchase_order where sale_id = $1 and user_id = $2)",
+    )
+    .bind(req.sale_id)
+    .bind(req.user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Decision::Refuse(e) = super::decide(already, qty, sale.per_user_limit, sale.remaining) {
+        return Err(e);
+    }
+
+    let total = sale.price_cents * i64::from(qty);
+    let order: Order = sqlx::query_as(&format!(
+        "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents)
+         values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
+    ))
+    .bind(req.sale_id)
+    .bind(sale.product_id)
+    .bind(req.user_id)
+    .bind(qty)
+    .bind(sale.price_cents)
+    .bind(total)
+    .fetch_one(&mut *tx)
+    .await?;
+    let remaining: i64 = sqlx::query_scalar(
+        "update sale set remaining = remaining - $2 where id = $1 returning remaining",
+    )
+    .bind(req.sale_id)
+    .bind(i64::from(qty))
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query("update product set sell_count = sell_count + $2 where id = $1")
+        .bind(sale.product_id)
+        .bind(i64::from(qty))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((order, remaining))
+}
