@@ -76,6 +76,8 @@ impl Application {
             settings,
             pool,
         });
+        // Revoked tokens are checked in memory: load them before serving.
+        state.auth_cache.resync(&state.pool).await?;
         let listener = TcpListener::bind((listen.host.as_str(), listen.port)).map_err(|e| {
             anyhow::anyhow!("cannot listen on {}:{}: {e}", listen.host, listen.port)
         })?;

@@ -117,3 +117,34 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
         ))?;
     Ok(token.trim().to_string())
 }
+
+/// The signed-in shopper of a purchase: the token's signature, expiry and
+/// revocation are checked here, in memory; that the account exists and is not
+/// disabled is checked by the purchase transaction itself, for every buyer of
+/// a batch in one query, so the hot path carries no query of its own.
+#[derive(Clone, Copy, Debug)]
+pub struct Shopper {
+    pub id: i64,
+}
+
+impl FromRequest for Shopper {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready((|| {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
+            let claims = state.jwt.verify(&bearer(req)?)?;
+            if state.auth_cache.is_revoked(&claims.jti) {
+                return Err(ApiError::TokenRevoked);
+            }
+            let id = claims
+                .sub
+                .parse()
+                .map_err(|_| ApiError::Unauthorized("the access token is not valid"))?;
+            Ok(Shopper { id })
+        })())
+    }
+}

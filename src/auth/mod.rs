@@ -7,7 +7,7 @@ pub mod jwt;
 pub mod password;
 pub mod service;
 
-pub use extractor::AuthUser;
+pub use extractor::{AuthUser, Shopper};
 pub use jwt::{Claims, JwtKeys};
 
 use serde::{Deserialize, Serialize};

@@ -30,7 +30,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{decide, lock_sale, window_error, Decision, PurchaseRequest};
+use super::{buyer_facts, decide, lock_sale, window_error, Decision, PurchaseRequest};
 use crate::config::PurchaseSettings;
 use crate::error::ApiError;
 use crate::live::{LiveSale, CHANNEL};
@@ -328,25 +328,15 @@ async fn transact(pool: &PgPool, sale_id: i64, batch: &[Pending]) -> Result<Outc
     }
 
     let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
-    let existing: Vec<i64> = sqlx::query_scalar(
-        "select user_id from purchase_order where sale_id = $1 and user_id = any($2)",
-    )
-    .bind(sale_id)
-    .bind(&users)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(clean)?;
-    let mut holders: HashSet<i64> = existing.into_iter().collect();
+    let facts = buyer_facts(&mut tx, sale_id, &users).await.map_err(clean)?;
+    let mut holders: HashSet<i64> = HashSet::new();
     let mut remaining = sale.remaining;
     let mut answers: Vec<Option<Result<Order, ApiError>>> = Vec::with_capacity(batch.len());
     let (mut win_users, mut win_qty) = (Vec::new(), Vec::new());
-    for p in batch {
-        match decide(
-            holders.contains(&p.user_id),
-            p.quantity,
-            sale.per_user_limit,
-            remaining,
-        ) {
+    for (p, mut f) in batch.iter().zip(facts) {
+        // Earlier in this batch counts as already purchased too.
+        f.already |= holders.contains(&p.user_id);
+        match decide(f, p.quantity, sale.per_user_limit, remaining) {
             Decision::Accept => {
                 holders.insert(p.user_id);
                 remaining -= i64::from(p.quantity);

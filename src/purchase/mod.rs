@@ -182,10 +182,47 @@ enum Decision {
     Refuse(ApiError),
 }
 
-/// Steps 3 to 5 for one buyer, given whether they already hold an order and
-/// the stock left before them.
-fn decide(already: bool, qty: i32, per_user_limit: i32, remaining: i64) -> Decision {
-    if already {
+/// What the database says of one buyer, read under the sale's lock.
+#[derive(Clone, Copy, Debug, sqlx::FromRow)]
+struct BuyerFacts {
+    /// The account exists (a token outlives nothing, but is only trusted here).
+    exists: bool,
+    disabled: bool,
+    /// Holds an order in this sale.
+    already: bool,
+}
+
+/// The facts of each of `users` (in order) for `sale_id`, in one query.
+async fn buyer_facts(
+    conn: &mut PgConnection,
+    sale_id: i64,
+    users: &[i64],
+) -> Result<Vec<BuyerFacts>, sqlx::Error> {
+    sqlx::query_as(
+        "select u.id is not null as exists,
+                coalesce(u.disabled_at is not null, false) as disabled,
+                exists (select 1 from purchase_order o where o.sale_id = $1 and o.user_id = b.user_id) as already
+           from unnest($2::bigint[]) with ordinality as b(user_id, n)
+           left join app_user u on u.id = b.user_id
+          order by b.n",
+    )
+    .bind(sale_id)
+    .bind(users)
+    .fetch_all(conn)
+    .await
+}
+
+/// Steps 3 to 5 for one buyer, given what the database says of them and the
+/// stock left before them. The account is checked first: a purchase's token
+/// is trusted for its signature only, and the account is read here.
+fn decide(buyer: BuyerFacts, qty: i32, per_user_limit: i32, remaining: i64) -> Decision {
+    if !buyer.exists {
+        Decision::Refuse(ApiError::Unauthorized(
+            "the account of this token no longer exists",
+        ))
+    } else if buyer.disabled {
+        Decision::Refuse(ApiError::Forbidden("this account is disabled"))
+    } else if buyer.already {
         Decision::Refuse(ApiError::AlreadyPurchased)
     } else if qty > per_user_limit {
         Decision::Refuse(ApiError::QuantityExceedsLimit(per_user_limit))

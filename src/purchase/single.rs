@@ -2,7 +2,7 @@
 
 use sqlx::PgPool;
 
-use super::{lock_sale, window_error, Decision, PurchaseRequest};
+use super::{buyer_facts, decide, lock_sale, window_error, Decision, PurchaseRequest};
 use crate::error::ApiError;
 use crate::orders::{Order, COLUMNS};
 
@@ -18,14 +18,12 @@ pub(super) async fn purchase(
     if let Some(e) = window_error(&sale) {
         return Err(e);
     }
-    let already: bool = sqlx::query_scalar(
-        "select exists (select 1 from purchase_order where sale_id = $1 and user_id = $2)",
-    )
-    .bind(req.sale_id)
-    .bind(req.user_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if let Decision::Refuse(e) = super::decide(already, qty, sale.per_user_limit, sale.remaining) {
+    let facts = buyer_facts(&mut tx, req.sale_id, &[req.user_id]).await?;
+    let buyer = facts
+        .first()
+        .copied()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no facts for the buyer")))?;
+    if let Decision::Refuse(e) = decide(buyer, qty, sale.per_user_limit, sale.remaining) {
         return Err(e);
     }
 

@@ -6,7 +6,7 @@ use governor::clock::{Clock, DefaultClock};
 use serde::Deserialize;
 
 use super::{Items, Page};
-use crate::auth::{AuthUser, Role};
+use crate::auth::{AuthUser, Role, Shopper};
 use crate::config::PurchaseMode;
 use crate::domain::{self, Problems, Quantity, MAX_QUANTITY};
 use crate::error::{ApiError, ApiResult};
@@ -216,7 +216,7 @@ pub struct PurchaseBody {
               (status = 503, description = "busy: retry after Retry-After")))]
 pub async fn purchase(
     state: web::Data<AppState>,
-    user: AuthUser,
+    user: Shopper,
     id: web::Path<i64>,
     body: OptionalJson<PurchaseBody>,
 ) -> ApiResult<HttpResponse> {

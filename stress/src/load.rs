@@ -15,9 +15,13 @@ use crate::provision::Buyer;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
+    /// A purchase on the (first, hot) sale.
     Purchase,
+    /// A purchase on any other sale of the run.
+    PurchaseOther,
     Status,
     Browse,
+    Login,
     Health,
 }
 
@@ -25,6 +29,8 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Purchase => "purchase",
+            Kind::PurchaseOther => "purchase_other",
+            Kind::Login => "login",
             Kind::Status => "status",
             Kind::Browse => "browse",
             Kind::Health => "health",
@@ -131,6 +137,19 @@ impl Load {
         sale_id: i64,
         ledger: &mut Ledger,
     ) -> Attempt {
+        self.purchase_as(Kind::Purchase, target, buyer, sale_id, ledger)
+            .await
+    }
+
+    /// One purchase attempt recorded as `kind`.
+    pub async fn purchase_as(
+        &self,
+        kind: Kind,
+        target: usize,
+        buyer: &Buyer,
+        sale_id: i64,
+        ledger: &mut Ledger,
+    ) -> Attempt {
         let url = format!("{}/api/v1/sales/{sale_id}/purchase", self.target(target));
         let sent = Instant::now();
         let sent_us = (sent - self.start).as_micros() as u64;
@@ -146,7 +165,7 @@ impl Load {
             Ok(r) => r,
             Err(_) => {
                 ledger.samples.push(Sample {
-                    kind: Kind::Purchase,
+                    kind,
                     status: 0,
                     code: None,
                     sent_us,
@@ -167,7 +186,7 @@ impl Load {
         let Some(body) = body else {
             // The status arrived but the body did not: the outcome is unknown.
             ledger.samples.push(Sample {
-                kind: Kind::Purchase,
+                kind,
                 status: 0,
                 code: None,
                 sent_us,
@@ -178,7 +197,7 @@ impl Load {
         };
         let code = body["error"]["code"].as_str().map(str::to_string);
         ledger.samples.push(Sample {
-            kind: Kind::Purchase,
+            kind,
             status,
             code: code.clone(),
             sent_us,
@@ -201,9 +220,7 @@ impl Load {
             (429, Some("rate_limited")) | (503, Some("busy")) => Attempt::Retry(
                 Duration::from_millis(retry_after.unwrap_or(1).clamp(1, 5) * 1000),
             ),
-            (s, Some(c)) if is_documented(Kind::Purchase, s, Some(c)) => {
-                Attempt::Refused(c.to_string())
-            }
+            (s, Some(c)) if is_documented(kind, s, Some(c)) => Attempt::Refused(c.to_string()),
             _ => Attempt::Broken,
         }
     }
@@ -218,15 +235,67 @@ impl Load {
         max_attempts: usize,
         ledger: &mut Ledger,
     ) -> Attempt {
+        self.purchase_until_final_as(Kind::Purchase, target, buyer, sale_id, max_attempts, ledger)
+            .await
+    }
+
+    /// [`Load::purchase_until_final`], recorded as `kind`.
+    pub async fn purchase_until_final_as(
+        &self,
+        kind: Kind,
+        target: usize,
+        buyer: &Buyer,
+        sale_id: i64,
+        max_attempts: usize,
+        ledger: &mut Ledger,
+    ) -> Attempt {
         let mut last = Attempt::Broken;
         for _ in 0..max_attempts.max(1) {
-            last = self.purchase(target, buyer, sale_id, ledger).await;
+            last = self.purchase_as(kind, target, buyer, sale_id, ledger).await;
             match &last {
                 Attempt::Retry(wait) => tokio::time::sleep(*wait).await,
                 _ => return last,
             }
         }
         last
+    }
+
+    /// A login with a username and password, recorded in `ledger`.
+    pub async fn login(
+        &self,
+        target: usize,
+        username: &str,
+        password: &str,
+        ledger: &mut Ledger,
+    ) -> u16 {
+        let url = format!("{}/api/v1/auth/login", self.target(target));
+        let sent = Instant::now();
+        let sent_us = (sent - self.start).as_micros() as u64;
+        let result = self
+            .client
+            .post(url)
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await;
+        let (status, code) = match result {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let v: Option<Value> = r.json().await.ok();
+                (
+                    status,
+                    v.and_then(|v| v["error"]["code"].as_str().map(str::to_string)),
+                )
+            }
+            Err(_) => (0, None),
+        };
+        ledger.samples.push(Sample {
+            kind: Kind::Login,
+            status,
+            code,
+            sent_us,
+            latency_us: sent.elapsed().as_micros() as u64,
+        });
+        status
     }
 
     /// A GET, recorded in `ledger`.
@@ -265,7 +334,7 @@ impl Load {
 /// Whether an answer is one the API documents for this kind of request.
 pub fn is_documented(kind: Kind, status: u16, code: Option<&str>) -> bool {
     match kind {
-        Kind::Purchase => matches!(
+        Kind::Purchase | Kind::PurchaseOther => matches!(
             (status, code),
             (201, None)
                 | (
@@ -284,6 +353,13 @@ pub fn is_documented(kind: Kind, status: u16, code: Option<&str>) -> bool {
                 | (404, Some("not_found"))
                 | (401, Some("unauthorized" | "token_revoked"))
                 | (403, Some("forbidden"))
+        ),
+        Kind::Login => matches!(
+            (status, code),
+            (200, None)
+                | (401, Some("invalid_credentials"))
+                | (429, Some("rate_limited"))
+                | (503, Some("busy"))
         ),
         Kind::Status | Kind::Browse | Kind::Health => matches!(
             (status, code),

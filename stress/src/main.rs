@@ -77,6 +77,20 @@ enum Cmd {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// A storm of `/status` polls of one live sale (served from memory).
+    Status {
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// A storm of `/healthz`: the server's floor, for comparison.
+    Health {
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Start a private PostgreSQL like the harness's, print its URL and hold it
     /// until Ctrl-C (for pgbench and bench/hot_row in the same sitting).
     Db {
@@ -227,6 +241,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
                 users,
             },
         ),
+        Cmd::Status { requests, common } => (common, Scenario::Status { requests }),
+        Cmd::Health { requests, common } => (common, Scenario::Health { requests }),
         Cmd::Db { dir } => return hold_db(dir).await,
         Cmd::Serve => unreachable!("handled before the runtime starts"),
     };

@@ -86,7 +86,7 @@ async fn register_buyers(env: &Environment, n: usize, tag: &str) -> anyhow::Resu
             let _permit = gate.acquire_owned().await?;
             let resp = client
                 .post(url)
-                .json(&json!({"username": name, "email": format!("{name}@stress.test"), "password": "stress-password"}))
+                .json(&json!({"username": name, "email": format!("{name}@stress.test"), "password": LOGIN_PASSWORD}))
                 .send()
                 .await?;
             let status = resp.status();
@@ -105,6 +105,45 @@ async fn register_buyers(env: &Environment, n: usize, tag: &str) -> anyhow::Resu
         out.push(r??);
     }
     Ok(out)
+}
+
+/// The password of the accounts made by [`login_users`].
+pub const LOGIN_PASSWORD: &str = "stress-password";
+
+/// `n` accounts that sign in with [`LOGIN_PASSWORD`]; returns their usernames.
+pub async fn login_users(env: &Environment, n: usize) -> anyhow::Result<Vec<String>> {
+    if let Some(db) = &env.db {
+        // bcrypt at the lowest cost: the harness measures the server, and a
+        // hash records its own cost.
+        let hash = flashsale::auth::password::hash(LOGIN_PASSWORD.into(), 4).await?;
+        let prefix = format!("li{}", run_tag());
+        return Ok(sqlx::query_scalar(
+            "insert into app_user (username, email, password_hash)
+             select $1 || '_' || g, $1 || '_' || g || '@stress.test', $3
+               from generate_series(1, $2) g
+             returning username",
+        )
+        .bind(&prefix)
+        .bind(n as i32)
+        .bind(hash)
+        .fetch_all(db)
+        .await?);
+    }
+    let made = register_buyers(env, n, "li").await?;
+    // register_buyers names accounts `<prefix>_<i>`; read them back via /me.
+    let client = reqwest::Client::new();
+    let mut names = Vec::new();
+    for b in made {
+        let v: Value = client
+            .get(format!("{}/api/v1/me", env.targets[0]))
+            .bearer_auth(&b.token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        names.push(v["username"].as_str().context("username")?.to_string());
+    }
+    Ok(names)
 }
 
 /// An admin token: minted for an admin made by SQL, or from a login.

@@ -139,7 +139,7 @@ pub fn summarize(run: &Run, violations: Vec<Violation>) -> Summary {
             .ledger
             .samples
             .iter()
-            .filter(|s| s.kind == Kind::Purchase)
+            .filter(|s| matches!(s.kind, Kind::Purchase | Kind::PurchaseOther))
             .map(|s| s.sent_us)
             .min()?;
         (mine.len() as i64 == sale.stock)

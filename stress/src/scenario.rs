@@ -228,9 +228,11 @@ pub async fn soldout(
     })
 }
 
-/// `mixed`: for `duration`, a soak of status polling (40%), catalog browsing
-/// (20%) and purchases (40%) over `sales` sales at once, the first of them hot
-/// (70% of the purchases), by buyers drawn from a pool of `users`.
+/// `mixed`: for `duration`, a soak of status polling (35%), catalog browsing
+/// (20%), logins (5%) and purchases (40%) over `sales` sales at once, the
+/// first of them hot (70% of the purchases), by buyers drawn from a pool of
+/// `users`. Purchases of the hot sale and of the others are measured apart,
+/// so a starved sale shows.
 pub async fn mixed(
     env: &Environment,
     c: &Common,
@@ -240,6 +242,7 @@ pub async fn mixed(
     users: usize,
 ) -> anyhow::Result<Run> {
     let people = Arc::new(provision::buyers(env, users, "mx").await?);
+    let logins = Arc::new(provision::login_users(env, 20).await?);
     let admin = provision::admin_token(env, &c.admin).await?;
     let mut made = Vec::new();
     for _ in 0..sales.max(1) {
@@ -251,6 +254,7 @@ pub async fn mixed(
     let ledger = run_for(c.connections, duration, "mixed", move |w, mut ledger| {
         let load = load.clone();
         let people = people.clone();
+        let logins = logins.clone();
         let ids = ids.clone();
         async move {
             let (roll, pick, who, page) = {
@@ -262,12 +266,13 @@ pub async fn mixed(
                     rng.gen_range(0..3u32),
                 )
             };
-            let sale = if pick < 70 || ids.len() == 1 {
+            let hot = pick < 70 || ids.len() == 1;
+            let sale = if hot {
                 ids[0]
             } else {
                 ids[1 + (pick as usize) % (ids.len() - 1)]
             };
-            if roll < 40 {
+            if roll < 35 {
                 load.get(
                     w,
                     &format!("/api/v1/sales/{sale}/status"),
@@ -275,15 +280,24 @@ pub async fn mixed(
                     &mut ledger,
                 )
                 .await;
-            } else if roll < 60 {
+            } else if roll < 55 {
                 let path = match page {
                     0 => "/api/v1/products?sort=best_selling".to_string(),
                     1 => "/api/v1/sales?state=active".to_string(),
                     _ => format!("/api/v1/sales/{sale}"),
                 };
                 load.get(w, &path, Kind::Browse, &mut ledger).await;
+            } else if roll < 60 {
+                let name = &logins[who % logins.len()];
+                load.login(w, name, provision::LOGIN_PASSWORD, &mut ledger)
+                    .await;
             } else {
-                load.purchase_until_final(w, &people[who], sale, 5, &mut ledger)
+                let kind = if hot {
+                    Kind::Purchase
+                } else {
+                    Kind::PurchaseOther
+                };
+                load.purchase_until_final_as(kind, w, &people[who], sale, 5, &mut ledger)
                     .await;
             }
             ledger
@@ -297,6 +311,53 @@ pub async fn mixed(
         environment: env.describe(),
         elapsed: duration,
         sales: made,
+        ledger,
+        measure_from_us: 0,
+    })
+}
+
+/// `status` / `health`: `requests` GETs of a sale's `/status` (or of
+/// `/healthz`, the server's floor for comparison) over the connections.
+pub async fn poll(
+    env: &Environment,
+    c: &Common,
+    requests: usize,
+    health: bool,
+) -> anyhow::Result<Run> {
+    let admin = provision::admin_token(env, &c.admin).await?;
+    let sale = provision::sale(env, &admin, 1000, -1000, 3_600_000, 1).await?;
+    let (path, kind, name) = if health {
+        ("/healthz".to_string(), Kind::Health, "health")
+    } else {
+        (
+            format!("/api/v1/sales/{}/status", sale.id),
+            Kind::Status,
+            "status",
+        )
+    };
+    let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
+    load.reset_clock();
+    let path = Arc::new(path);
+    let ledger = run_jobs(
+        c.connections,
+        vec![(); requests],
+        name,
+        move |w, _jobs: Arc<Vec<()>>, _i, mut ledger| {
+            let load = load.clone();
+            let path = path.clone();
+            async move {
+                load.get(w, &path, kind, &mut ledger).await;
+                ledger
+            }
+        },
+    )
+    .await;
+    Ok(Run {
+        scenario: name,
+        params: json!({"requests": requests, "connections": c.connections}),
+        environment: env.describe(),
+        elapsed: max_end(&ledger),
+        sales: vec![sale],
         ledger,
         measure_from_us: 0,
     })
@@ -344,6 +405,12 @@ pub enum Scenario {
         stock: i64,
         users: usize,
     },
+    Status {
+        requests: usize,
+    },
+    Health {
+        requests: usize,
+    },
 }
 
 impl Scenario {
@@ -360,6 +427,8 @@ impl Scenario {
                 stock,
                 users,
             } => mixed(env, c, duration, sales, stock, users).await,
+            Scenario::Status { requests } => poll(env, c, requests, false).await,
+            Scenario::Health { requests } => poll(env, c, requests, true).await,
         }
     }
 }

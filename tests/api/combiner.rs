@@ -580,3 +580,42 @@ async fn the_event_stream_of_an_unknown_sale_is_not_found() {
     )
     .await;
 }
+
+async fn refuses_disabled_and_unknown_accounts(mode: flashsale::config::PurchaseMode) {
+    let app = spawn_app_with(|s| s.purchase.mode = mode).await;
+    let sale = app.active_sale(5).await;
+    let admin = app.create_user(Role::Admin).await;
+    let victim = app.create_user(Role::Customer).await;
+    let (s, _) = body(
+        app.patch(
+            &format!("/api/v1/admin/users/{}", victim.id),
+            Some(&admin.token),
+            &json!({"disabled": true}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 200);
+    let ghost = app.jwt.issue(987_654_321, Role::Customer).unwrap().0;
+    let url = format!("/api/v1/sales/{sale}/purchase");
+
+    assert_error(
+        app.post(&url, Some(&victim.token), &json!({})).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_error(
+        app.post(&url, Some(&ghost), &json!({})).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(counters(&app, sale).await, (0, 5, 0), "nothing written");
+}
+
+#[tokio::test]
+async fn a_disabled_or_unknown_account_cannot_buy() {
+    refuses_disabled_and_unknown_accounts(flashsale::config::PurchaseMode::Combined).await;
+    refuses_disabled_and_unknown_accounts(flashsale::config::PurchaseMode::PerPurchase).await;
+}
