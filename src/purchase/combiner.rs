@@ -213,7 +213,14 @@ async fn run(pool: &PgPool, live: &LiveSale, mut batch: Vec<Pending>) {
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let started = std::time::Instant::now();
         let result = transact(pool, live.id, &batch).await;
+        tracing::debug!(
+            sale_id = live.id,
+            size = batch.len(),
+            took_us = started.elapsed().as_micros() as u64,
+            "batch"
+        );
         match result {
             Ok(outcome) => {
                 finish(live, batch, outcome);

@@ -183,7 +183,7 @@ enum Decision {
 }
 
 /// What the database says of one buyer, read under the sale's lock.
-#[derive(Clone, Copy, Debug, sqlx::FromRow)]
+#[derive(Clone, Copy, Debug)]
 struct BuyerFacts {
     /// The account exists (a token outlives nothing, but is only trusted here).
     exists: bool,
@@ -192,24 +192,36 @@ struct BuyerFacts {
     already: bool,
 }
 
-/// The facts of each of `users` (in order) for `sale_id`, in one query.
+/// The facts of each of `users` (in order) for `sale_id`. Two lookups by
+/// `= any($n)` on unique indexes, so their cost follows the batch, not the
+/// size of the tables, whatever plan the statement was prepared with.
 async fn buyer_facts(
     conn: &mut PgConnection,
     sale_id: i64,
     users: &[i64],
 ) -> Result<Vec<BuyerFacts>, sqlx::Error> {
-    sqlx::query_as(
-        "select u.id is not null as exists,
-                coalesce(u.disabled_at is not null, false) as disabled,
-                exists (select 1 from purchase_order o where o.sale_id = $1 and o.user_id = b.user_id) as already
-           from unnest($2::bigint[]) with ordinality as b(user_id, n)
-           left join app_user u on u.id = b.user_id
-          order by b.n",
+    let accounts: Vec<(i64, bool)> =
+        sqlx::query_as("select id, disabled_at is not null from app_user where id = any($1)")
+            .bind(users)
+            .fetch_all(&mut *conn)
+            .await?;
+    let holders: Vec<i64> = sqlx::query_scalar(
+        "select user_id from purchase_order where sale_id = $1 and user_id = any($2)",
     )
     .bind(sale_id)
     .bind(users)
-    .fetch_all(conn)
-    .await
+    .fetch_all(&mut *conn)
+    .await?;
+    let accounts: std::collections::HashMap<i64, bool> = accounts.into_iter().collect();
+    let holders: std::collections::HashSet<i64> = holders.into_iter().collect();
+    Ok(users
+        .iter()
+        .map(|u| BuyerFacts {
+            exists: accounts.contains_key(u),
+            disabled: accounts.get(u).copied().unwrap_or(false),
+            already: holders.contains(u),
+        })
+        .collect())
 }
 
 /// Steps 3 to 5 for one buyer, given what the database says of them and the

@@ -2,7 +2,7 @@
 
 use sqlx::PgPool;
 
-use super::{buyer_facts, decide, lock_sale, window_error, Decision, PurchaseRequest};
+use super::{decide, lock_sale, window_error, BuyerFacts, Decision, PurchaseRequest};
 use crate::error::ApiError;
 use crate::orders::{Order, COLUMNS};
 
@@ -18,11 +18,20 @@ pub(super) async fn purchase(
     if let Some(e) = window_error(&sale) {
         return Err(e);
     }
-    let facts = buyer_facts(&mut tx, req.sale_id, &[req.user_id]).await?;
-    let buyer = facts
-        .first()
-        .copied()
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no facts for the buyer")))?;
+    let (exists, disabled, already): (bool, bool, bool) = sqlx::query_as(
+        "select u.id is not null, coalesce(u.disabled_at is not null, false),
+                exists (select 1 from purchase_order where sale_id = $1 and user_id = $2)
+           from (select $2::bigint as id) b left join app_user u on u.id = b.id",
+    )
+    .bind(req.sale_id)
+    .bind(req.user_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let buyer = BuyerFacts {
+        exists,
+        disabled,
+        already,
+    };
     if let Decision::Refuse(e) = decide(buyer, qty, sale.per_user_limit, sale.remaining) {
         return Err(e);
     }
