@@ -30,7 +30,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{buyer_facts, decide, lock_sale, window_error, Decision, PurchaseRequest};
+use super::{decide, window_error, BuyerFacts, Decision, LockedSale, PurchaseRequest};
 use crate::config::PurchaseSettings;
 use crate::error::ApiError;
 use crate::live::{LiveSale, CHANNEL};
@@ -310,19 +310,33 @@ async fn find_orders(pool: &PgPool, sale_id: i64, users: &[i64]) -> Option<HashM
 /// One batch transaction. See the module docs for the steps.
 async fn transact(pool: &PgPool, sale_id: i64, batch: &[Pending]) -> Result<Outcome, Failure> {
     let clean = |e: sqlx::Error| Failure::Clean(ApiError::from(e));
+    let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
     let mut tx = pool.begin().await.map_err(clean)?;
-    let sale = match lock_sale(&mut tx, sale_id).await {
-        Ok(s) => s,
-        Err(ApiError::NotFound(_)) => {
-            return Ok(Outcome {
-                answers: batch
-                    .iter()
-                    .map(|_| Err(ApiError::NotFound("no such sale")))
-                    .collect(),
-                remaining: None,
-            })
-        }
-        Err(e) => return Err(Failure::Clean(e)),
+    // The lock, and the batch's accounts in the same round trip (accounts do
+    // not need the lock; orders do, and are read after it).
+    let locked: Option<(LockedSale, Vec<i64>, Vec<i64>)> = sqlx::query_as::<_, LockedBatch>(
+        "select product_id, remaining, price_cents, per_user_limit,
+                cancelled_at is not null as cancelled,
+                now() < starts_at as not_started,
+                now() >= ends_at as ended,
+                array(select id from app_user where id = any($2)) as accounts,
+                array(select id from app_user where id = any($2) and disabled_at is not null) as disabled
+           from sale where id = $1 for update",
+    )
+    .bind(sale_id)
+    .bind(&users)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(clean)?
+    .map(|r| (r.sale, r.accounts, r.disabled));
+    let Some((sale, accounts, disabled)) = locked else {
+        return Ok(Outcome {
+            answers: batch
+                .iter()
+                .map(|_| Err(ApiError::NotFound("no such sale")))
+                .collect(),
+            remaining: None,
+        });
     };
     if window_error(&sale).is_some() {
         return Ok(Outcome {
@@ -333,9 +347,29 @@ async fn transact(pool: &PgPool, sale_id: i64, batch: &[Pending]) -> Result<Outc
             remaining: Some(sale.remaining),
         });
     }
-
-    let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
-    let facts = buyer_facts(&mut tx, sale_id, &users).await.map_err(clean)?;
+    // Not a prepared statement: planned afresh each time, with the table's
+    // current size. A plan cached while purchase_order was nearly empty (a
+    // sequential scan) would otherwise stay with the connection while the
+    // sale fills, and every batch would cost more than the one before.
+    let held: Vec<i64> = sqlx::query_scalar(
+        "select user_id from purchase_order where sale_id = $1 and user_id = any($2)",
+    )
+    .bind(sale_id)
+    .bind(&users)
+    .persistent(false)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(clean)?;
+    let (accounts, disabled, held): (HashSet<i64>, HashSet<i64>, HashSet<i64>) = (
+        accounts.into_iter().collect(),
+        disabled.into_iter().collect(),
+        held.into_iter().collect(),
+    );
+    let facts = users.iter().map(|u| BuyerFacts {
+        exists: accounts.contains(u),
+        disabled: disabled.contains(u),
+        already: held.contains(u),
+    });
     let mut holders: HashSet<i64> = HashSet::new();
     let mut remaining = sale.remaining;
     let mut answers: Vec<Option<Result<Order, ApiError>>> = Vec::with_capacity(batch.len());
@@ -377,27 +411,25 @@ async fn transact(pool: &PgPool, sale_id: i64, batch: &[Pending]) -> Result<Outc
              on conflict on constraint purchase_order_sale_id_user_id_key do nothing
              returning {COLUMNS}),
          s as (update sale set remaining = remaining - (select coalesce(sum(quantity), 0) from ins)
-                where id = $1),
+                where id = $1 returning remaining),
          p as (update product set sell_count = sell_count + (select coalesce(sum(quantity), 0) from ins)
                 where id = $2)
-         select {COLUMNS} from ins"
+         select {COLUMNS},
+                -- Announce the new stock to every instance (sent on commit).
+                (select pg_notify($6, $1::text || ':' || s.remaining::text) from s) is null as announced
+           from ins"
     ))
     .bind(sale_id)
     .bind(sale.product_id)
     .bind(sale.price_cents)
     .bind(&win_users)
     .bind(&win_qty)
+    .bind(CHANNEL)
     .fetch_all(&mut *tx)
     .await
     .map_err(clean)?;
     let sold: i64 = orders.iter().map(|o| i64::from(o.quantity)).sum();
     let after = sale.remaining - sold;
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(format!("{sale_id}:{after}"))
-        .execute(&mut *tx)
-        .await
-        .map_err(clean)?;
     tx.commit()
         .await
         .map_err(|e| Failure::Unknown(ApiError::from(e)))?;
@@ -417,4 +449,12 @@ async fn transact(pool: &PgPool, sale_id: i64, batch: &[Pending]) -> Result<Outc
         answers,
         remaining: Some(after),
     })
+}
+
+#[derive(sqlx::FromRow)]
+struct LockedBatch {
+    #[sqlx(flatten)]
+    sale: LockedSale,
+    accounts: Vec<i64>,
+    disabled: Vec<i64>,
 }

@@ -192,38 +192,6 @@ struct BuyerFacts {
     already: bool,
 }
 
-/// The facts of each of `users` (in order) for `sale_id`. Two lookups by
-/// `= any($n)` on unique indexes, so their cost follows the batch, not the
-/// size of the tables, whatever plan the statement was prepared with.
-async fn buyer_facts(
-    conn: &mut PgConnection,
-    sale_id: i64,
-    users: &[i64],
-) -> Result<Vec<BuyerFacts>, sqlx::Error> {
-    let accounts: Vec<(i64, bool)> =
-        sqlx::query_as("select id, disabled_at is not null from app_user where id = any($1)")
-            .bind(users)
-            .fetch_all(&mut *conn)
-            .await?;
-    let holders: Vec<i64> = sqlx::query_scalar(
-        "select user_id from purchase_order where sale_id = $1 and user_id = any($2)",
-    )
-    .bind(sale_id)
-    .bind(users)
-    .fetch_all(&mut *conn)
-    .await?;
-    let accounts: std::collections::HashMap<i64, bool> = accounts.into_iter().collect();
-    let holders: std::collections::HashSet<i64> = holders.into_iter().collect();
-    Ok(users
-        .iter()
-        .map(|u| BuyerFacts {
-            exists: accounts.contains_key(u),
-            disabled: accounts.get(u).copied().unwrap_or(false),
-            already: holders.contains(u),
-        })
-        .collect())
-}
-
 /// Steps 3 to 5 for one buyer, given what the database says of them and the
 /// stock left before them. The account is checked first: a purchase's token
 /// is trusted for its signature only, and the account is read here.

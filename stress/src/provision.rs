@@ -56,6 +56,13 @@ pub async fn buyers(env: &Environment, n: usize, tag: &str) -> anyhow::Result<Ve
             .fetch_all(db)
             .await
             .context("inserting buyers")?;
+            // A real shop's accounts exist long before its sale: let the
+            // database settle (visibility map, statistics) as it would have,
+            // so autovacuum does not rework the fresh rows during the run.
+            sqlx::query("vacuum (analyze) app_user")
+                .execute(db)
+                .await
+                .context("vacuuming buyers")?;
             rows.into_iter()
                 .map(|(id,)| {
                     let (token, _) = jwt
