@@ -3,7 +3,11 @@
 //! Each sale that receives purchases gets a bounded queue and one task. The
 //! task takes the first waiting buyer plus every other that arrived while the
 //! previous transaction ran (up to `max_batch`; there is no fixed wait), and
-//! serves them all in one transaction:
+//! serves them all in one transaction. Two transactions of a sale overlap:
+//! the next batch is formed once the current one holds the lock and waits for
+//! it inside PostgreSQL, so its start costs no time on the critical path;
+//! batches still take the lock in the order they were formed (a batch that is
+//! retried after a failure may follow the next one).
 //!
 //! 1. `SELECT ... FOR UPDATE` on the sale row, window by `now()`;
 //! 2. one query for which of the buyers already hold an order;
@@ -28,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{decide, window_error, BuyerFacts, Decision, LockedSale, PurchaseRequest};
 use crate::config::PurchaseSettings;
@@ -38,6 +42,8 @@ use crate::orders::{Order, COLUMNS};
 
 /// How long a sale's task waits for buyers before it ends itself.
 const IDLE: Duration = Duration::from_secs(30);
+/// Batches of one sale in flight at once (see `serve`).
+const PIPELINE: usize = 2;
 /// Retries of a batch that failed without writing anything.
 const RETRIES: u32 = 3;
 
@@ -145,7 +151,7 @@ pub async fn serve_batch(
             }
         })
         .collect();
-    run(pool, live, batch).await;
+    run(pool, live, batch, None).await;
     let mut out = Vec::with_capacity(answers.len());
     for a in answers {
         out.push(a.await.unwrap_or(Err(ApiError::Busy(1))));
@@ -161,6 +167,11 @@ async fn serve(
     max_batch: usize,
     queues: Arc<Mutex<HashMap<i64, mpsc::Sender<Pending>>>>,
 ) {
+    // Two batches overlap: the next one is formed once the current one holds
+    // the sale's lock, and queues its own lock request behind it inside
+    // PostgreSQL, so no round trip of its start lies on the critical path.
+    let slots = Arc::new(Semaphore::new(PIPELINE));
+    let mut locked_prev: Option<oneshot::Receiver<()>> = None;
     loop {
         let first = match tokio::time::timeout(IDLE, rx.recv()).await {
             Ok(Some(p)) => p,
@@ -171,16 +182,25 @@ async fn serve(
                     q.remove(&live.id);
                 }
                 rx.close();
+                let _all = slots.acquire_many(PIPELINE as u32).await;
                 let mut rest = Vec::new();
                 while let Ok(p) = rx.try_recv() {
                     rest.push(p);
                 }
                 while !rest.is_empty() {
                     let batch: Vec<Pending> = rest.drain(..rest.len().min(max_batch)).collect();
-                    run(&pool, &live, batch).await;
+                    run(&pool, &live, batch, None).await;
                 }
                 return;
             }
+        };
+        // Arrival order: this batch asks for the lock only after the previous
+        // one holds it (or gave up before taking it).
+        if let Some(prev) = locked_prev.take() {
+            let _ = prev.await;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
         };
         let mut batch = Vec::with_capacity(max_batch.min(1024));
         batch.push(first);
@@ -190,7 +210,13 @@ async fn serve(
                 Err(_) => break,
             }
         }
-        run(&pool, &live, batch).await;
+        let (locked_tx, locked_rx) = oneshot::channel();
+        locked_prev = Some(locked_rx);
+        let (pool, live) = (pool.clone(), live.clone());
+        tokio::spawn(async move {
+            run(&pool, &live, batch, Some(locked_tx)).await;
+            drop(slot);
+        });
     }
 }
 
@@ -209,12 +235,17 @@ enum Failure {
 }
 
 /// Serves one batch to the end, retrying as described in the module docs.
-async fn run(pool: &PgPool, live: &LiveSale, mut batch: Vec<Pending>) {
+async fn run(
+    pool: &PgPool,
+    live: &LiveSale,
+    mut batch: Vec<Pending>,
+    mut locked: Option<oneshot::Sender<()>>,
+) {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let started = std::time::Instant::now();
-        let result = transact(pool, live.id, &batch).await;
+        let result = transact(pool, live.id, &batch, &mut locked).await;
         tracing::debug!(
             sale_id = live.id,
             size = batch.len(),
@@ -308,7 +339,12 @@ async fn find_orders(pool: &PgPool, sale_id: i64, users: &[i64]) -> Option<HashM
 }
 
 /// One batch transaction. See the module docs for the steps.
-async fn transact(pool: &PgPool, sale_id: i64, batch: &[Pending]) -> Result<Outcome, Failure> {
+async fn transact(
+    pool: &PgPool,
+    sale_id: i64,
+    batch: &[Pending],
+    lock_signal: &mut Option<oneshot::Sender<()>>,
+) -> Result<Outcome, Failure> {
     let clean = |e: sqlx::Error| Failure::Clean(ApiError::from(e));
     let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
     let mut tx = pool.begin().await.map_err(clean)?;
@@ -329,6 +365,10 @@ async fn transact(pool: &PgPool, sale_id: i64, batch: &[Pending]) -> Result<Outc
     .await
     .map_err(clean)?
     .map(|r| (r.sale, r.accounts, r.disabled));
+    // The next batch may now queue for the lock behind this one.
+    if let Some(signal) = lock_signal.take() {
+        let _ = signal.send(());
+    }
     let Some((sale, accounts, disabled)) = locked else {
         return Ok(Outcome {
             answers: batch
