@@ -40,7 +40,6 @@ pub struct Terms {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub cancelled: bool,
-    pub stock: i64,
     pub per_user_limit: i32,
 }
 
@@ -117,7 +116,6 @@ struct Row {
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
     cancelled: bool,
-    stock: i64,
     remaining: i64,
     per_user_limit: i32,
     db_now: DateTime<Utc>,
@@ -172,7 +170,7 @@ impl Board {
         let sent = Instant::now();
         let local_before = Utc::now();
         let row: Option<Row> = sqlx::query_as(
-            "select starts_at, ends_at, cancelled_at is not null as cancelled, stock, remaining,
+            "select starts_at, ends_at, cancelled_at is not null as cancelled, remaining,
                     per_user_limit, now() as db_now
                from sale where id = $1",
         )
@@ -267,7 +265,6 @@ fn terms_of(r: &Row) -> Terms {
         starts_at: r.starts_at,
         ends_at: r.ends_at,
         cancelled: r.cancelled,
-        stock: r.stock,
         per_user_limit: r.per_user_limit,
     }
 }

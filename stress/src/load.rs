@@ -402,12 +402,7 @@ where
             ledger
         });
     }
-    let mut all = Ledger::default();
-    while let Some(r) = set.join_next().await {
-        if let Ok(l) = r {
-            all.merge(l);
-        }
-    }
+    let all = merge_all(set).await;
     bar.finish_and_clear();
     all
 }
@@ -455,13 +450,19 @@ where
             ledger
         });
     }
+    let all = merge_all(set).await;
+    ticker.abort();
+    bar.finish_and_clear();
+    all
+}
+
+/// Waits for every worker and merges their ledgers.
+async fn merge_all(mut set: tokio::task::JoinSet<Ledger>) -> Ledger {
     let mut all = Ledger::default();
     while let Some(r) = set.join_next().await {
         if let Ok(l) = r {
             all.merge(l);
         }
     }
-    ticker.abort();
-    bar.finish_and_clear();
     all
 }
