@@ -21,6 +21,23 @@
 //! | `PURCHASE_QUEUE_LIMIT` | `20000` | buyers that may wait for one sale (per process) before `busy` |
 //! | `DB_MAX_CONNECTIONS` | `20` | size of the connection pool |
 //! | `DB_ACQUIRE_TIMEOUT_MS` | `3000` | wait for a pooled connection before answering `busy` |
+//! | `REQUIRE_VERIFIED_EMAIL` | `false` | `true`: purchases need a verified email address |
+//! | `PUBLIC_URL` | `http://HOST:PORT` | the address links in emails point to |
+//! | `SMTP_URL` | unset | send email by SMTP: `smtps://user:pass@host` (TLS), `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtp://host:25` (plain, local relays) |
+//! | `EMAIL_DIR` | unset | without `SMTP_URL`: write each email as an `.eml` file here (embedded mode: `<data dir>/mail`) |
+//! | `EMAIL_FROM` | `flashsale <no-reply@flashsale.localhost>` | sender address |
+//! | `EMAIL_RATE_PER_SEC` | `100` | emails sent per second, across the process's workers |
+//! | `EMAIL_BURST` | `10` | emails that may leave at once within that rate |
+//! | `EMAIL_WORKERS` | `8` | concurrent senders per process (each waits on its SMTP round trips) |
+//! | `EMAIL_MAX_ATTEMPTS` | `8` | attempts before an email is parked as dead |
+//! | `EMAIL_RETRY_BASE_MS` | `2000` | first retry delay; doubles with each attempt |
+//! | `EMAIL_RETRY_MAX_MS` | `3600000` | longest retry delay |
+//! | `EMAIL_CLAIM_TIMEOUT_SECS` | `300` | a claimed email not marked sent by then is claimed again |
+//! | `EMAIL_POLL_MS` | `1000` | how often idle workers look for due emails |
+//! | `JOBS_ENABLED` | `true` | run the scheduled email jobs in this process |
+//! | `JOB_DIGEST_AT` | `06:00` | UTC time of the sellers' daily digest |
+//! | `JOB_REPORT_AT` | `07:00` | UTC time of the monthly revenue report (on the 1st) |
+//! | `JOB_ANNOUNCE_AT` | `09:00` | UTC time of the new-products announcement |
 //! | `LOG_FORMAT` | `text` | `text` or `json` |
 //! | `RUST_LOG` | `info` | log filter |
 
@@ -28,6 +45,8 @@ use std::env;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use chrono::NaiveTime;
 
 /// Where the database comes from.
 #[derive(Clone, Debug)]
@@ -65,6 +84,79 @@ pub struct AppSettings {
     pub db_max_connections: u32,
     pub db_acquire_timeout: Duration,
     pub purchase: PurchaseSettings,
+    pub email: EmailSettings,
+}
+
+/// Where emails go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailTransport {
+    /// Nowhere yet: emails wait in the outbox (no workers run).
+    Off,
+    /// An SMTP server, by lettre's connection URL.
+    Smtp(String),
+    /// One `.eml` file per email in this directory.
+    Files(PathBuf),
+}
+
+/// UTC times of day of the scheduled jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobTimes {
+    pub digest_at: NaiveTime,
+    pub report_at: NaiveTime,
+    pub announce_at: NaiveTime,
+}
+
+impl Default for JobTimes {
+    fn default() -> Self {
+        let at = |h| NaiveTime::from_hms_opt(h, 0, 0).unwrap_or(NaiveTime::MIN);
+        JobTimes {
+            digest_at: at(6),
+            report_at: at(7),
+            announce_at: at(9),
+        }
+    }
+}
+
+/// The outbox, its senders and the scheduled jobs.
+#[derive(Clone, Debug)]
+pub struct EmailSettings {
+    pub transport: MailTransport,
+    pub from: String,
+    /// Base of the links in emails; `None`: this server's own address.
+    pub public_url: Option<String>,
+    pub rate: Rate,
+    pub workers: usize,
+    pub max_attempts: i32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub claim_timeout: Duration,
+    pub poll: Duration,
+    /// `None`: this process runs no scheduled jobs.
+    pub jobs: Option<JobTimes>,
+    pub verify_token_ttl: Duration,
+    pub reset_token_ttl: Duration,
+}
+
+impl Default for EmailSettings {
+    /// Emails are queued but neither sent nor scheduled: the embedded and
+    /// configured modes turn those on (see [`Config::from_lookup`]).
+    fn default() -> Self {
+        EmailSettings {
+            transport: MailTransport::Off,
+            from: "flashsale <no-reply@flashsale.localhost>".into(),
+            public_url: None,
+            rate: Rate::new(100, 10),
+            workers: 8,
+            max_attempts: 8,
+            retry_base: Duration::from_millis(2000),
+            retry_max: Duration::from_secs(3600),
+            claim_timeout: Duration::from_secs(300),
+            poll: Duration::from_millis(1000),
+            jobs: None,
+            verify_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            reset_token_ttl: Duration::from_secs(3600),
+        }
+    }
 }
 
 /// How purchases reach the database.
@@ -85,6 +177,8 @@ pub struct PurchaseSettings {
     pub max_batch: usize,
     /// Buyers that may wait for one sale before new ones get `busy`.
     pub queue_limit: usize,
+    /// Purchases need a verified email address.
+    pub require_verified_email: bool,
 }
 
 impl Default for PurchaseSettings {
@@ -93,6 +187,7 @@ impl Default for PurchaseSettings {
             mode: PurchaseMode::Combined,
             max_batch: 512,
             queue_limit: 20_000,
+            require_verified_email: false,
         }
     }
 }
@@ -115,6 +210,7 @@ impl Default for AppSettings {
             db_max_connections: 20,
             db_acquire_timeout: Duration::from_millis(3000),
             purchase: PurchaseSettings::default(),
+            email: EmailSettings::default(),
         }
     }
 }
@@ -309,6 +405,8 @@ impl Config {
             |v| (1..=10_000_000).contains(v),
             "a queue length (1..=10000000)",
         );
+        let require_verified_email = flag(&get, &mut errors, "REQUIRE_VERIFIED_EMAIL", false);
+        let email = email_settings(&get, &mut errors, &database);
         let log_json = match get("LOG_FORMAT").as_deref() {
             None | Some("text") => false,
             Some("json") => true,
@@ -341,9 +439,116 @@ impl Config {
                     mode,
                     max_batch,
                     queue_limit,
+                    require_verified_email,
                 },
+                email,
             },
         })
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`).
+fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+    key: &str,
+    default: bool,
+) -> bool {
+    match get(key).map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => default,
+        Some("true" | "1" | "yes") => true,
+        Some("false" | "0" | "no") => false,
+        Some(other) => {
+            errors.push(format!("{key}={other:?} is not `true` or `false`"));
+            default
+        }
+    }
+}
+
+fn email_settings(
+    get: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+    database: &DatabaseSource,
+) -> EmailSettings {
+    let d = EmailSettings::default();
+    let mut number = |key: &str, default: u64, min: u64, max: u64| -> u64 {
+        match get(key) {
+            None => default,
+            Some(raw) => match raw.trim().parse::<u64>() {
+                Ok(v) if (min..=max).contains(&v) => v,
+                _ => {
+                    errors.push(format!("{key}={raw:?} is not a number in {min}..={max}"));
+                    default
+                }
+            },
+        }
+    };
+    let rate = number("EMAIL_RATE_PER_SEC", 100, 1, 100_000) as u32;
+    let burst = number("EMAIL_BURST", 10, 1, 100_000) as u32;
+    let workers = number("EMAIL_WORKERS", 8, 1, 256) as usize;
+    let max_attempts = number("EMAIL_MAX_ATTEMPTS", 8, 1, 1000) as i32;
+    let retry_base = number("EMAIL_RETRY_BASE_MS", 2000, 1, 86_400_000);
+    let retry_max = number("EMAIL_RETRY_MAX_MS", 3_600_000, 1, 604_800_000);
+    let claim = number("EMAIL_CLAIM_TIMEOUT_SECS", 300, 1, 86_400);
+    let poll = number("EMAIL_POLL_MS", 1000, 10, 600_000);
+    let verify_ttl = number("VERIFY_TOKEN_TTL_SECS", 7 * 24 * 3600, 60, 365 * 24 * 3600);
+    let reset_ttl = number("RESET_TOKEN_TTL_SECS", 3600, 60, 7 * 24 * 3600);
+
+    let transport = match (get("SMTP_URL"), get("EMAIL_DIR"), database) {
+        (Some(url), _, _) => {
+            use lettre::{AsyncSmtpTransport, Tokio1Executor};
+            if let Err(e) = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url) {
+                // The error names the scheme, never the credentials.
+                errors.push(format!("SMTP_URL is not a usable SMTP URL: {e}"));
+            }
+            MailTransport::Smtp(url)
+        }
+        (None, Some(dir), _) => MailTransport::Files(absolute(PathBuf::from(dir))),
+        (None, None, DatabaseSource::Embedded { data_dir }) => {
+            MailTransport::Files(data_dir.join("mail"))
+        }
+        (None, None, DatabaseSource::Url(_)) => MailTransport::Off,
+    };
+    let from = get("EMAIL_FROM").unwrap_or(d.from);
+    if let Err(e) = from.parse::<lettre::message::Mailbox>() {
+        errors.push(format!("EMAIL_FROM={from:?} is not an email address: {e}"));
+    }
+    let public_url = get("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_string());
+    if let Some(u) = &public_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            errors.push(format!(
+                "PUBLIC_URL={u:?} must start with http:// or https://"
+            ));
+        }
+    }
+    let mut time = |key: &str, default: NaiveTime| match get(key) {
+        None => default,
+        Some(raw) => NaiveTime::parse_from_str(raw.trim(), "%H:%M").unwrap_or_else(|_| {
+            errors.push(format!("{key}={raw:?} is not a time of day like 06:00"));
+            default
+        }),
+    };
+    let times = JobTimes::default();
+    let times = JobTimes {
+        digest_at: time("JOB_DIGEST_AT", times.digest_at),
+        report_at: time("JOB_REPORT_AT", times.report_at),
+        announce_at: time("JOB_ANNOUNCE_AT", times.announce_at),
+    };
+    let jobs = flag(get, errors, "JOBS_ENABLED", true).then_some(times);
+    EmailSettings {
+        transport,
+        from,
+        public_url,
+        rate: Rate::new(rate, burst),
+        workers,
+        max_attempts,
+        retry_base: Duration::from_millis(retry_base),
+        retry_max: Duration::from_millis(retry_max),
+        claim_timeout: Duration::from_secs(claim),
+        poll: Duration::from_millis(poll),
+        jobs,
+        verify_token_ttl: Duration::from_secs(verify_ttl),
+        reset_token_ttl: Duration::from_secs(reset_ttl),
     }
 }
 
@@ -404,5 +609,51 @@ mod tests {
         assert!(err.contains("PORT"), "{err}");
         assert!(err.contains("BCRYPT_COST"), "{err}");
         assert!(err.contains("LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn email_goes_to_files_when_embedded_and_waits_without_a_transport() {
+        let c = cfg(&[("FLASHSALE_DATA_DIR", "/srv/fs")]).expect("valid");
+        assert_eq!(
+            c.app.email.transport,
+            MailTransport::Files(PathBuf::from("/srv/fs/mail"))
+        );
+        assert!(c.app.email.jobs.is_some());
+        let c = cfg(&[
+            ("DATABASE_URL", "postgres://x@localhost/db"),
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ])
+        .expect("valid");
+        assert_eq!(c.app.email.transport, MailTransport::Off);
+    }
+
+    #[test]
+    fn email_settings_are_checked() {
+        let c = cfg(&[
+            ("SMTP_URL", "smtps://me:secret@mail.example.com"),
+            ("JOB_DIGEST_AT", "05:30"),
+            ("JOBS_ENABLED", "false"),
+        ])
+        .expect("valid");
+        assert!(matches!(c.app.email.transport, MailTransport::Smtp(_)));
+        assert!(c.app.email.jobs.is_none());
+        let err = cfg(&[
+            ("SMTP_URL", "http://mail.example.com"),
+            ("JOB_ANNOUNCE_AT", "9am"),
+            ("EMAIL_RATE_PER_SEC", "0"),
+            ("EMAIL_FROM", "nobody"),
+            ("REQUIRE_VERIFIED_EMAIL", "maybe"),
+        ])
+        .unwrap_err();
+        for key in [
+            "SMTP_URL",
+            "JOB_ANNOUNCE_AT",
+            "EMAIL_RATE_PER_SEC",
+            "EMAIL_FROM",
+            "REQUIRE_VERIFIED_EMAIL",
+        ] {
+            assert!(err.contains(key), "{key} missing from: {err}");
+        }
+        assert!(!err.contains("secret"));
     }
 }

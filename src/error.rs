@@ -47,6 +47,12 @@ pub enum ApiError {
     QuantityExceedsLimit(i32),
     #[error("the sale has started; its window and stock can no longer change")]
     SaleAlreadyStarted,
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    #[error("confirm your email address first (see the email we sent)")]
+    EmailNotVerified,
+    #[error("{0}")]
+    JobAlreadyRan(String),
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
     #[error("the server is busy; retry in {0} s")]
@@ -102,6 +108,9 @@ impl ApiError {
             ApiError::AlreadyPurchased => "already_purchased",
             ApiError::QuantityExceedsLimit(_) => "quantity_exceeds_limit",
             ApiError::SaleAlreadyStarted => "sale_already_started",
+            ApiError::InvalidToken(_) => "invalid_token",
+            ApiError::EmailNotVerified => "email_not_verified",
+            ApiError::JobAlreadyRan(_) => "job_already_ran",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal_error",
@@ -128,12 +137,12 @@ impl ResponseError for ApiError {
             ApiError::Validation { .. } | ApiError::QuantityExceedsLimit(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidToken(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) | ApiError::TokenRevoked | ApiError::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::EmailNotVerified => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UsernameTaken
             | ApiError::EmailTaken
@@ -142,7 +151,8 @@ impl ResponseError for ApiError {
             | ApiError::SaleCancelled
             | ApiError::SoldOut(_)
             | ApiError::AlreadyPurchased
-            | ApiError::SaleAlreadyStarted => StatusCode::CONFLICT,
+            | ApiError::SaleAlreadyStarted
+            | ApiError::JobAlreadyRan(_) => StatusCode::CONFLICT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

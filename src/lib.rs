@@ -13,6 +13,8 @@ pub mod config;
 pub mod db;
 /// Input types that validate themselves.
 pub mod domain;
+/// The email outbox, its senders and the scheduled email jobs.
+pub mod email;
 /// The private PostgreSQL launcher.
 pub mod embedded_pg;
 /// The API error type and its JSON shape.

@@ -12,6 +12,7 @@ use sqlx::PgPool;
 use crate::auth::cache::AuthCache;
 use crate::auth::JwtKeys;
 use crate::config::{AppSettings, Rate};
+use crate::email::outbox::Mailer;
 use crate::error::ApiError;
 use crate::live::Board;
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// Login, register and refresh attempts per client IP (per process).
     pub auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub metrics: Metrics,
+    /// Base of the links in emails (`PUBLIC_URL`, or this server's address).
+    pub public_url: String,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> DefaultKeyedRateLimiter<K> {
@@ -64,6 +67,15 @@ impl Application {
         pool: PgPool,
         listen: Listen,
     ) -> anyhow::Result<Application> {
+        let listener = TcpListener::bind((listen.host.as_str(), listen.port)).map_err(|e| {
+            anyhow::anyhow!("cannot listen on {}:{}: {e}", listen.host, listen.port)
+        })?;
+        let port = listener.local_addr()?.port();
+        let public_url = settings
+            .email
+            .public_url
+            .clone()
+            .unwrap_or_else(|| own_url(&listen.host, port));
         let board = Board::new(pool.clone());
         let state = web::Data::new(AppState {
             jwt: JwtKeys::new(jwt_secret, settings.access_token_ttl),
@@ -73,15 +85,12 @@ impl Application {
             purchase_limiter: limiter(settings.purchase_rate),
             auth_limiter: limiter(settings.auth_rate),
             metrics: Metrics::new(),
+            public_url,
             settings,
             pool,
         });
         // Revoked tokens are checked in memory: load them before serving.
         state.auth_cache.resync(&state.pool).await?;
-        let listener = TcpListener::bind((listen.host.as_str(), listen.port)).map_err(|e| {
-            anyhow::anyhow!("cannot listen on {}:{}: {e}", listen.host, listen.port)
-        })?;
-        let port = listener.local_addr()?.port();
 
         let data = state.clone();
         let mut server = HttpServer::new(move || {
@@ -150,17 +159,51 @@ impl Application {
     /// Serves until stopped (by a signal or the handle), finishing in-flight
     /// requests, with upkeep tasks running beside it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let upkeep = tokio::spawn(upkeep(Arc::clone(&self.state.clone().into_inner())));
-        let listener = tokio::spawn(listen(Arc::clone(&self.state.clone().into_inner())));
+        let state = self.state.clone().into_inner();
+        let mut tasks = vec![
+            tokio::spawn(upkeep(Arc::clone(&state))),
+            tokio::spawn(listen(Arc::clone(&state))),
+        ];
+        let email = &state.settings.email;
+        match Mailer::new(state.pool.clone(), email.clone(), state.public_url.clone()) {
+            Ok(Some(mailer)) => tasks.extend(mailer.spawn_workers()),
+            Ok(None) => tracing::warn!(
+                "no SMTP_URL or EMAIL_DIR: emails wait in the outbox until one is set"
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start sending email; emails wait in the outbox")
+            }
+        }
+        if let Some(times) = email.jobs {
+            tasks.push(tokio::spawn(crate::email::jobs::schedule(
+                state.pool.clone(),
+                times,
+            )));
+        }
         let result = self.server.await;
-        upkeep.abort();
-        listener.abort();
+        // A sender stopped mid-send leaves its email claimed; it is sent
+        // again when the claim times out (at-least-once).
+        for t in tasks {
+            t.abort();
+        }
         result
     }
 }
 
-/// Periodic housekeeping: drop expired token revocations and forget idle
-/// rate-limiter keys so memory stays bounded.
+/// `http://host:port` for links, with an unspecified address (`0.0.0.0`,
+/// `::`) shown as `localhost`.
+fn own_url(host: &str, port: u16) -> String {
+    let host = match host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_unspecified() => "localhost".to_string(),
+        Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+        _ => host.to_string(),
+    };
+    format!("http://{host}:{port}")
+}
+
+/// Periodic housekeeping: drop expired token revocations, old sent emails
+/// and spent email tokens, and forget idle rate-limiter keys so memory stays
+/// bounded.
 async fn upkeep(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -170,6 +213,9 @@ async fn upkeep(state: Arc<AppState>) {
         state.auth_limiter.retain_recent();
         if let Err(e) = crate::auth::service::sweep_expired(&state.pool).await {
             tracing::warn!(error = %e, "sweeping expired tokens failed");
+        }
+        if let Err(e) = crate::email::outbox::sweep_sent(&state.pool).await {
+            tracing::warn!(error = %e, "sweeping sent emails failed");
         }
     }
 }

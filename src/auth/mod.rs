@@ -1,6 +1,7 @@
 //! Accounts and tokens: JWT access tokens, rotating refresh tokens, bcrypt
 //! passwords, and the extractor that turns a bearer token into a user.
 
+pub mod account;
 pub mod cache;
 pub mod extractor;
 pub mod jwt;

@@ -44,13 +44,28 @@ pub async fn register(
     password: Password,
 ) -> Result<Session, ApiError> {
     let hash = password::hash(password.into_inner(), state.settings.bcrypt_cost).await?;
+    // The account, its verification token and the email carrying it commit
+    // together, in one statement.
+    let token = random_token();
     let user: User = sqlx::query_as(&format!(
-        "insert into app_user (username, email, password_hash) values ($1, $2, $3)
-         returning {USER_COLUMNS}"
+        "with u as (
+             insert into app_user (username, email, password_hash) values ($1, $2, $3)
+             returning {USER_COLUMNS}),
+         expiry as (select now() + make_interval(secs => $5) as at),
+         t as (insert into email_token (token_hash, user_id, purpose, expires_at)
+               select $4, u.id, 'verify_email', expiry.at from u, expiry),
+         m as (insert into outbox (kind, user_id, payload)
+               select 'verify_email', u.id,
+                      jsonb_build_object('token', $6::text, 'expires_at', expiry.at)
+                 from u, expiry)
+         select {USER_COLUMNS} from u"
     ))
     .bind(username.as_str())
     .bind(email.as_str())
     .bind(hash)
+    .bind(hash_token(&token))
+    .bind(state.settings.email.verify_token_ttl.as_secs_f64())
+    .bind(&token)
     .fetch_one(&state.pool)
     .await?;
     issue_session(state, user).await
@@ -185,14 +200,14 @@ async fn issue_session(state: &AppState, user: User) -> Result<Session, ApiError
     })
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     hex(&bytes)
 }
 
-fn hash_token(token: &str) -> Vec<u8> {
+pub(crate) fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 

@@ -123,7 +123,7 @@ impl Combiner {
             self.pool.clone(),
             live.clone(),
             rx,
-            self.settings.max_batch,
+            self.settings,
             self.queues.clone(),
         ));
         Ok(tx)
@@ -133,6 +133,7 @@ impl Combiner {
 /// Serves `requests` (all for `live`'s sale) as one batch, exactly as the
 /// sale's task would, and returns each buyer's answer in order. The queue is
 /// bypassed: this is the seam for tests and benchmarks of the batch itself.
+/// Buyers need no verified email here.
 pub async fn serve_batch(
     pool: &PgPool,
     live: &LiveSale,
@@ -151,7 +152,7 @@ pub async fn serve_batch(
             }
         })
         .collect();
-    run(pool, live, batch, None).await;
+    run(pool, live, batch, None, false).await;
     let mut out = Vec::with_capacity(answers.len());
     for a in answers {
         out.push(a.await.unwrap_or(Err(ApiError::Busy(1))));
@@ -164,9 +165,10 @@ async fn serve(
     pool: PgPool,
     live: Arc<LiveSale>,
     mut rx: mpsc::Receiver<Pending>,
-    max_batch: usize,
+    settings: PurchaseSettings,
     queues: Arc<Mutex<HashMap<i64, mpsc::Sender<Pending>>>>,
 ) {
+    let (max_batch, require_verified) = (settings.max_batch, settings.require_verified_email);
     // Two batches overlap: the next one is formed once the current one holds
     // the sale's lock, and queues its own lock request behind it inside
     // PostgreSQL, so no round trip of its start lies on the critical path.
@@ -189,7 +191,7 @@ async fn serve(
                 }
                 while !rest.is_empty() {
                     let batch: Vec<Pending> = rest.drain(..rest.len().min(max_batch)).collect();
-                    run(&pool, &live, batch, None).await;
+                    run(&pool, &live, batch, None, require_verified).await;
                 }
                 return;
             }
@@ -214,7 +216,7 @@ async fn serve(
         locked_prev = Some(locked_rx);
         let (pool, live) = (pool.clone(), live.clone());
         tokio::spawn(async move {
-            run(&pool, &live, batch, Some(locked_tx)).await;
+            run(&pool, &live, batch, Some(locked_tx), require_verified).await;
             drop(slot);
         });
     }
@@ -240,12 +242,13 @@ async fn run(
     live: &LiveSale,
     mut batch: Vec<Pending>,
     mut locked: Option<oneshot::Sender<()>>,
+    require_verified: bool,
 ) {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let started = std::time::Instant::now();
-        let result = transact(pool, live.id, &batch, &mut locked).await;
+        let result = transact(pool, live.id, &batch, &mut locked, require_verified).await;
         tracing::debug!(
             sale_id = live.id,
             size = batch.len(),
@@ -344,32 +347,42 @@ async fn transact(
     sale_id: i64,
     batch: &[Pending],
     lock_signal: &mut Option<oneshot::Sender<()>>,
+    require_verified: bool,
 ) -> Result<Outcome, Failure> {
     let clean = |e: sqlx::Error| Failure::Clean(ApiError::from(e));
     let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
     let mut tx = pool.begin().await.map_err(clean)?;
     // The lock, and the batch's accounts in the same round trip (accounts do
     // not need the lock; orders do, and are read after it).
-    let locked: Option<(LockedSale, Vec<i64>, Vec<i64>)> = sqlx::query_as::<_, LockedBatch>(
+    let locked: Option<LockedBatch> = sqlx::query_as::<_, LockedBatch>(
         "select product_id, remaining, price_cents, per_user_limit,
                 cancelled_at is not null as cancelled,
                 now() < starts_at as not_started,
                 now() >= ends_at as ended,
                 array(select id from app_user where id = any($2)) as accounts,
-                array(select id from app_user where id = any($2) and disabled_at is not null) as disabled
+                array(select id from app_user where id = any($2) and disabled_at is not null) as disabled,
+                case when $3 then array(select id from app_user
+                                         where id = any($2) and email_verified_at is null)
+                     else '{}'::bigint[] end as unverified
            from sale where id = $1 for update",
     )
     .bind(sale_id)
     .bind(&users)
+    .bind(require_verified)
     .fetch_optional(&mut *tx)
     .await
-    .map_err(clean)?
-    .map(|r| (r.sale, r.accounts, r.disabled));
+    .map_err(clean)?;
     // The next batch may now queue for the lock behind this one.
     if let Some(signal) = lock_signal.take() {
         let _ = signal.send(());
     }
-    let Some((sale, accounts, disabled)) = locked else {
+    let Some(LockedBatch {
+        sale,
+        accounts,
+        disabled,
+        unverified,
+    }) = locked
+    else {
         return Ok(Outcome {
             answers: batch
                 .iter()
@@ -400,14 +413,13 @@ async fn transact(
     .fetch_all(&mut *tx)
     .await
     .map_err(clean)?;
-    let (accounts, disabled, held): (HashSet<i64>, HashSet<i64>, HashSet<i64>) = (
-        accounts.into_iter().collect(),
-        disabled.into_iter().collect(),
-        held.into_iter().collect(),
-    );
+    let set = |ids: Vec<i64>| ids.into_iter().collect::<HashSet<i64>>();
+    let (accounts, disabled, unverified, held) =
+        (set(accounts), set(disabled), set(unverified), set(held));
     let facts = users.iter().map(|u| BuyerFacts {
         exists: accounts.contains(u),
         disabled: disabled.contains(u),
+        unverified: unverified.contains(u),
         already: held.contains(u),
     });
     let mut holders: HashSet<i64> = HashSet::new();
@@ -453,7 +465,10 @@ async fn transact(
          s as (update sale set remaining = remaining - (select coalesce(sum(quantity), 0) from ins)
                 where id = $1 returning remaining),
          p as (update product set sell_count = sell_count + (select coalesce(sum(quantity), 0) from ins)
-                where id = $2)
+                where id = $2),
+         -- Each order's confirmation email commits with it.
+         m as (insert into outbox (kind, user_id, order_id)
+               select 'order_confirmation', user_id, id from ins)
          select {COLUMNS},
                 -- Announce the new stock to every instance (sent on commit).
                 (select pg_notify($6, $1::text || ':' || s.remaining::text) from s) is null as announced
@@ -497,4 +512,5 @@ struct LockedBatch {
     sale: LockedSale,
     accounts: Vec<i64>,
     disabled: Vec<i64>,
+    unverified: Vec<i64>,
 }

@@ -54,6 +54,7 @@ pub struct PurchaseRequest {
 pub struct PurchaseEngine {
     pool: PgPool,
     mode: PurchaseMode,
+    require_verified: bool,
     board: Arc<Board>,
     combiner: Arc<Combiner>,
 }
@@ -64,6 +65,7 @@ impl PurchaseEngine {
         PurchaseEngine {
             combiner: Arc::new(Combiner::new(pool.clone(), settings)),
             mode: settings.mode,
+            require_verified: settings.require_verified_email,
             pool,
             board,
         }
@@ -81,11 +83,13 @@ impl PurchaseEngine {
             PurchaseMode::PerPurchase => {
                 let pool = self.pool.clone();
                 let board = self.board.clone();
+                let require_verified = self.require_verified;
                 let span =
                     tracing::info_span!("purchase", sale_id = req.sale_id, user_id = req.user_id);
                 let task = tokio::spawn(tracing::Instrument::instrument(
                     async move {
-                        let (order, remaining) = single::purchase(&pool, req).await?;
+                        let (order, remaining) =
+                            single::purchase(&pool, req, require_verified).await?;
                         if let Ok(live) = board.get(req.sale_id).await {
                             live.set_remaining(remaining);
                         }
@@ -188,6 +192,8 @@ struct BuyerFacts {
     /// The account exists (a token outlives nothing, but is only trusted here).
     exists: bool,
     disabled: bool,
+    /// Has no verified email address while purchases require one.
+    unverified: bool,
     /// Holds an order in this sale.
     already: bool,
 }
@@ -202,6 +208,8 @@ fn decide(buyer: BuyerFacts, qty: i32, per_user_limit: i32, remaining: i64) -> D
         ))
     } else if buyer.disabled {
         Decision::Refuse(ApiError::Forbidden("this account is disabled"))
+    } else if buyer.unverified {
+        Decision::Refuse(ApiError::EmailNotVerified)
     } else if buyer.already {
         Decision::Refuse(ApiError::AlreadyPurchased)
     } else if qty > per_user_limit {

@@ -11,6 +11,7 @@ use crate::orders::{Order, COLUMNS};
 pub(super) async fn purchase(
     pool: &PgPool,
     req: PurchaseRequest,
+    require_verified: bool,
 ) -> Result<(Order, i64), ApiError> {
     let qty = req.quantity.get();
     let mut tx = pool.begin().await?;
@@ -18,18 +19,21 @@ pub(super) async fn purchase(
     if let Some(e) = window_error(&sale) {
         return Err(e);
     }
-    let (exists, disabled, already): (bool, bool, bool) = sqlx::query_as(
+    let (exists, disabled, unverified, already): (bool, bool, bool, bool) = sqlx::query_as(
         "select u.id is not null, coalesce(u.disabled_at is not null, false),
+                $3 and coalesce(u.email_verified_at is null, false),
                 exists (select 1 from purchase_order where sale_id = $1 and user_id = $2)
            from (select $2::bigint as id) b left join app_user u on u.id = b.id",
     )
     .bind(req.sale_id)
     .bind(req.user_id)
+    .bind(require_verified)
     .fetch_one(&mut *tx)
     .await?;
     let buyer = BuyerFacts {
         exists,
         disabled,
+        unverified,
         already,
     };
     if let Decision::Refuse(e) = decide(buyer, qty, sale.per_user_limit, sale.remaining) {
@@ -61,6 +65,14 @@ pub(super) async fn purchase(
         .bind(i64::from(qty))
         .execute(&mut *tx)
         .await?;
+    // The confirmation email commits with the order.
+    sqlx::query(
+        "insert into outbox (kind, user_id, order_id) values ('order_confirmation', $1, $2)",
+    )
+    .bind(req.user_id)
+    .bind(order.id)
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok((order, remaining))
 }

@@ -1,18 +1,25 @@
-//! `/admin/users`.
+//! `/admin/users`, `/admin/outbox`, `/admin/jobs`.
 
-use actix_web::web;
+use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Items, Page};
 use crate::auth::{AuthUser, Role};
+use crate::domain::Problems;
+use crate::email::jobs::{self, Job, JobRun, RunOutcome};
+use crate::email::outbox::{self, OutboxView};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::startup::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/users", web::get().to(list))
-        .route("/admin/users/{id}", web::patch().to(update));
+        .route("/admin/users/{id}", web::patch().to(update))
+        .route("/admin/outbox", web::get().to(outbox))
+        .route("/admin/outbox/{id}/retry", web::post().to(retry_email))
+        .route("/admin/jobs", web::get().to(jobs))
+        .route("/admin/jobs/{name}/run", web::post().to(run_job));
 }
 
 /// A user as admins see it.
@@ -98,4 +105,104 @@ pub async fn update(
     tx.commit().await?;
     state.auth_cache.forget_user(*id);
     Ok(web::Json(updated))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct OutboxQuery {
+    /// `pending` (default), `sent` or `dead`.
+    pub status: Option<String>,
+    /// 1 to 200, default 50.
+    pub limit: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/outbox", tag = "admin", params(OutboxQuery), security(("bearer" = [])),
+    responses((status = 200, body = OutboxView), (status = 403, description = "forbidden"),
+              (status = 422, description = "validation_failed")))]
+pub async fn outbox(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    q: web::Query<OutboxQuery>,
+) -> ApiResult<web::Json<OutboxView>> {
+    user.require(&[Role::Admin])?;
+    let status = q.status.as_deref().unwrap_or("pending");
+    let limit = q.limit.unwrap_or(50);
+    let mut p = Problems::default();
+    if !["pending", "sent", "dead"].contains(&status) {
+        p.add("status", "must be pending, sent or dead");
+    }
+    if !(1..=200).contains(&limit) {
+        p.add("limit", "must be between 1 and 200");
+    }
+    p.finish()?;
+    Ok(web::Json(outbox::view(&state.pool, status, limit).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/outbox/{id}/retry", tag = "admin", security(("bearer" = [])),
+    responses((status = 204, description = "the dead email is queued again"), (status = 403, description = "forbidden"),
+              (status = 404, description = "not_found: no dead email with this id")))]
+pub async fn retry_email(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    user.require(&[Role::Admin])?;
+    if outbox::retry_dead(&state.pool, *id).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound("no dead email with this id"))
+    }
+}
+
+/// A scheduled job and its latest runs.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct JobInfo {
+    pub name: &'static str,
+    /// When this process runs it; `null` when this process runs no jobs.
+    pub schedule: Option<String>,
+    pub recent_runs: Vec<JobRun>,
+}
+
+#[utoipa::path(get, path = "/api/v1/admin/jobs", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Items<JobInfo>), (status = 403, description = "forbidden")))]
+pub async fn jobs(
+    state: web::Data<AppState>,
+    user: AuthUser,
+) -> ApiResult<web::Json<Items<JobInfo>>> {
+    user.require(&[Role::Admin])?;
+    let mut items = Vec::new();
+    for job in Job::ALL {
+        items.push(JobInfo {
+            name: job.name(),
+            schedule: state.settings.email.jobs.map(|t| job.schedule(&t)),
+            recent_runs: jobs::recent_runs(&state.pool, job, 10).await?,
+        });
+    }
+    Ok(web::Json(Items { items }))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/jobs/{name}/run", tag = "admin", security(("bearer" = [])),
+    responses((status = 201, body = RunOutcome, description = "ran now, for the period a run at this moment covers"),
+              (status = 403, description = "forbidden"), (status = 404, description = "not_found: no such job"),
+              (status = 409, description = "job_already_ran: that period ran already")))]
+pub async fn run_job(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    name: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    user.require(&[Role::Admin])?;
+    let job = Job::parse(&name).ok_or(ApiError::NotFound("no such job"))?;
+    let now: DateTime<Utc> = sqlx::query_scalar("select now()")
+        .fetch_one(&state.pool)
+        .await?;
+    let outcome = jobs::run(&state.pool, job, now, "admin").await?;
+    if !outcome.ran {
+        return Err(ApiError::JobAlreadyRan(format!(
+            "{} already ran for {} (at {}, {} emails)",
+            outcome.job,
+            outcome.period,
+            outcome.ran_at.to_rfc3339(),
+            outcome.emails
+        )));
+    }
+    Ok(HttpResponse::Created().json(outcome))
 }

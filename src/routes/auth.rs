@@ -20,7 +20,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 }
 
 /// `rate_limited` when this client IP exceeds the auth quota.
-fn check_ip(state: &AppState, req: &HttpRequest) -> ApiResult<()> {
+pub(crate) fn check_ip(state: &AppState, req: &HttpRequest) -> ApiResult<()> {
     state
         .auth_limiter
         .check_key(&client_ip(req))

@@ -1,6 +1,7 @@
 //! HTTP routes: thin handlers that parse input, call one function and map the
 //! result. Each module wires its own routes with `config`.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod ops;
@@ -28,11 +29,13 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/api/v1")
             .configure(auth::config)
+            .configure(account::config)
             .configure(products::config)
             .configure(sales::config)
             .configure(orders::config)
             .configure(admin::config),
     )
+    .configure(account::pages)
     .configure(ops::config);
 }
 

@@ -22,7 +22,9 @@ pub const DB_NAME: &str = "flashsale";
 
 /// Settings the harness gives the servers it starts: cheap hashing (buyers are
 /// made by SQL anyway) and per-user limits out of the way, since the harness
-/// measures the stock path, not the limiter.
+/// measures the stock path, not the limiter. Scheduled email jobs stay off so
+/// that the servers do only the measured work (emails wait in the outbox:
+/// the harness sets no transport).
 pub fn default_server_env() -> Vec<(String, String)> {
     [
         ("BCRYPT_COST", "4"),
@@ -33,6 +35,7 @@ pub fn default_server_env() -> Vec<(String, String)> {
         ("DB_MAX_CONNECTIONS", "20"),
         ("DB_ACQUIRE_TIMEOUT_MS", "10000"),
         ("RUST_LOG", "warn"),
+        ("JOBS_ENABLED", "false"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

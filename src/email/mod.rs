@@ -1,0 +1,56 @@
+//! Email: the transactional outbox, its senders and the scheduled jobs.
+//!
+//! Every email is first a row in `outbox`, written in the same transaction as
+//! the event that causes it (a purchase's confirmation commits with its
+//! order). Senders ([`outbox`]) claim due rows with `FOR UPDATE SKIP LOCKED`,
+//! send them through lettre under one rate limit per process, and retry with
+//! exponential backoff; a row that keeps failing is parked as `dead`.
+//! Delivery is at-least-once: a sender that dies between claim and send
+//! leaves its rows to be claimed again when their lease ends.
+//!
+//! Scheduled jobs ([`jobs`]) run at most once per period across every
+//! instance and restart, because a job's run is a row with a unique key,
+//! written in the transaction that queues its emails.
+
+pub mod jobs;
+pub mod outbox;
+mod render;
+
+pub use render::{money, Rendered, Templates};
+
+/// The kinds of email, as stored in `outbox.kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    OrderConfirmation,
+    VerifyEmail,
+    PasswordReset,
+    SellerDailyDigest,
+    SellerMonthlyReport,
+    NewProducts,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [
+        Kind::OrderConfirmation,
+        Kind::VerifyEmail,
+        Kind::PasswordReset,
+        Kind::SellerDailyDigest,
+        Kind::SellerMonthlyReport,
+        Kind::NewProducts,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::OrderConfirmation => "order_confirmation",
+            Kind::VerifyEmail => "verify_email",
+            Kind::PasswordReset => "password_reset",
+            Kind::SellerDailyDigest => "seller_daily_digest",
+            Kind::SellerMonthlyReport => "seller_monthly_report",
+            Kind::NewProducts => "new_products",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}

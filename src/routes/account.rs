@@ -1,0 +1,218 @@
+//! Account links that arrive by email: verify the address, reset a forgotten
+//! password, unsubscribe from announcements.
+//!
+//! The links are opened in a browser, so `verify` and `unsubscribe` answer a
+//! small HTML page to clients that accept HTML and JSON to the others.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::auth::check_ip;
+use crate::auth::{account, AuthUser};
+use crate::domain::{Email, Password, Problems};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Json;
+use crate::startup::AppState;
+
+pub fn config(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/verify", web::get().to(verify))
+        .route("/auth/verify/resend", web::post().to(resend))
+        .route("/auth/forgot", web::post().to(forgot))
+        .route("/auth/reset", web::post().to(reset))
+        .route("/unsubscribe", web::get().to(unsubscribe))
+        .route("/unsubscribe", web::post().to(unsubscribe));
+}
+
+/// The page the password-reset email links to (outside `/api/v1`).
+pub fn pages(cfg: &mut web::ServiceConfig) {
+    cfg.route("/reset-password", web::get().to(reset_page));
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct TokenQuery {
+    pub token: Option<String>,
+}
+
+fn wants_html(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// A one-message HTML page; `message` is escaped.
+fn page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .body(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{t} · flashsale</title></head>\
+             <body style=\"font-family:sans-serif;max-width:480px;margin:48px auto;padding:0 16px\">\
+             <h1>{t}</h1><p>{m}</p><p><a href=\"/\">Go to the shop</a></p></body></html>",
+            t = esc(title),
+            m = esc(message)
+        ))
+}
+
+/// A link's outcome as a page or as JSON.
+fn answer(
+    req: &HttpRequest,
+    result: Result<(), ApiError>,
+    done_title: &str,
+    done_message: &str,
+    json: serde_json::Value,
+) -> ApiResult<HttpResponse> {
+    match (result, wants_html(req)) {
+        (Ok(()), true) => Ok(page(StatusCode::OK, done_title, done_message)),
+        (Ok(()), false) => Ok(HttpResponse::Ok().json(json)),
+        (Err(e @ ApiError::InvalidToken(_)), true) => Ok(page(
+            StatusCode::BAD_REQUEST,
+            "This link does not work",
+            &e.to_string(),
+        )),
+        (Err(e), _) => Err(e),
+    }
+}
+
+fn token_of(q: &TokenQuery) -> Result<&str, ApiError> {
+    match q.token.as_deref() {
+        Some(t) if !t.is_empty() && t.len() <= 128 => Ok(t),
+        _ => Err(ApiError::InvalidToken("the link has no valid token")),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/auth/verify", tag = "auth", params(TokenQuery),
+    responses((status = 200, description = "`{\"verified\": true}`, or a page for browsers"),
+              (status = 400, description = "invalid_token")))]
+pub async fn verify(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<TokenQuery>,
+) -> ApiResult<HttpResponse> {
+    let result = match token_of(&q) {
+        Ok(t) => account::verify_email(&state.pool, t).await,
+        Err(e) => Err(e),
+    };
+    answer(
+        &req,
+        result,
+        "Email address confirmed",
+        "Thank you: your email address is confirmed.",
+        serde_json::json!({ "verified": true }),
+    )
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/verify/resend", tag = "auth", security(("bearer" = [])),
+    responses((status = 202, description = "`{\"sent\": bool}`: false when the address is verified already"),
+              (status = 401, description = "unauthorized")))]
+pub async fn resend(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
+    let sent =
+        account::resend_verification(&state.pool, user.id, state.settings.email.verify_token_ttl)
+            .await?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({ "sent": sent })))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ForgotRequest {
+    pub email: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/forgot", tag = "auth", request_body = ForgotRequest,
+    responses((status = 202, description = "the same answer whether or not the address has an account"),
+              (status = 422, description = "validation_failed"), (status = 429, description = "rate_limited")))]
+pub async fn forgot(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Json<ForgotRequest>,
+) -> ApiResult<HttpResponse> {
+    check_ip(&state, &req)?;
+    let email = Email::parse(&body.0.email).map_err(|p| ApiError::field("email", p))?;
+    // The work happens after the answer, so neither the answer nor its timing
+    // tells whether the address has an account.
+    let (pool, ttl) = (state.pool.clone(), state.settings.email.reset_token_ttl);
+    tokio::spawn(async move {
+        if let Err(e) = account::request_reset(&pool, email.as_str(), ttl).await {
+            tracing::warn!(error = %e, "queueing a password reset failed");
+        }
+    });
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "message": "If this address belongs to an account, a reset link is on its way."
+    })))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ResetRequest {
+    /// From the reset email's link.
+    pub token: String,
+    /// 8 to 128 characters.
+    pub password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/reset", tag = "auth", request_body = ResetRequest,
+    responses((status = 204, description = "password changed; every session of the account is signed out"),
+              (status = 400, description = "invalid_token"), (status = 422, description = "validation_failed"),
+              (status = 429, description = "rate_limited")))]
+pub async fn reset(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: Json<ResetRequest>,
+) -> ApiResult<HttpResponse> {
+    check_ip(&state, &req)?;
+    let b = body.0;
+    let mut p = Problems::default();
+    let password = p.check("password", Password::parse(&b.password));
+    p.finish()?;
+    let Some(password) = password else {
+        unreachable!("finish() returned Ok, so the password parsed");
+    };
+    if b.token.is_empty() || b.token.len() > 128 {
+        return Err(ApiError::InvalidToken("the reset token is not valid"));
+    }
+    let user = account::reset_password(&state.pool, &b.token, password, state.settings.bcrypt_cost)
+        .await?;
+    // Cached facts about the account are dropped everywhere.
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(crate::auth::cache::CHANNEL)
+        .bind(format!("user:{user}"))
+        .execute(&state.pool)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(get, path = "/api/v1/unsubscribe", tag = "auth", params(TokenQuery),
+    responses((status = 200, description = "`{\"unsubscribed\": true}`, or a page for browsers; POST does the same (one-click)"),
+              (status = 400, description = "invalid_token")))]
+pub async fn unsubscribe(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    q: web::Query<TokenQuery>,
+) -> ApiResult<HttpResponse> {
+    let result = match token_of(&q).map(Uuid::parse_str) {
+        Ok(Ok(t)) => account::unsubscribe(&state.pool, t).await,
+        _ => Err(ApiError::InvalidToken("this unsubscribe link is not valid")),
+    };
+    answer(
+        &req,
+        result,
+        "Unsubscribed",
+        "You will no longer receive announcements of new products. Order emails still arrive.",
+        serde_json::json!({ "unsubscribed": true }),
+    )
+}
+
+async fn reset_page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header(("referrer-policy", "no-referrer"))
+        .body(include_str!("../../templates/pages/reset_password.html"))
+}
