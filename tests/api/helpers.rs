@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flashsale::auth::{JwtKeys, Role};
-use flashsale::config::{AppSettings, PurchaseSettings, Rate};
+use flashsale::config::{AppSettings, EmailSettings, PurchaseSettings, Rate};
 use flashsale::embedded_pg::{EmbeddedOptions, EmbeddedPg};
 use flashsale::startup::{Application, Listen};
 use serde_json::{json, Value};
@@ -24,14 +24,31 @@ const SECRET: &[u8] = b"test-secret-test-secret-test-secret-0123";
 
 enum Cluster {
     Embedded(EmbeddedPg),
-    Url(Box<PgConnectOptions>),
+    Url(Box<PgConnectOptions>, String),
 }
 
 impl Cluster {
     fn options(&self, db: &str) -> PgConnectOptions {
         match self {
             Cluster::Embedded(pg) => pg.connect_options(db),
-            Cluster::Url(o) => (**o).clone().database(db),
+            Cluster::Url(o, _) => (**o).clone().database(db),
+        }
+    }
+
+    /// A connection URL for database `db`, for server processes.
+    fn url(&self, db: &str) -> String {
+        match self {
+            Cluster::Embedded(pg) => pg.url(db),
+            Cluster::Url(_, url) => {
+                let (base, query) = url.split_once('?').unwrap_or((url, ""));
+                let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+                let query = if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                };
+                format!("{server}/{db}{query}")
+            }
         }
     }
 }
@@ -40,9 +57,10 @@ fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         if let Ok(url) = std::env::var("DATABASE_URL") {
-            return Cluster::Url(Box::new(
-                PgConnectOptions::from_str(&url).expect("DATABASE_URL is valid"),
-            ));
+            return Cluster::Url(
+                Box::new(PgConnectOptions::from_str(&url).expect("DATABASE_URL is valid")),
+                url,
+            );
         }
         let dir = flashsale::embedded_pg::scratch_dir("flashsale-test")
             .expect("create the test cluster directory");
@@ -69,6 +87,8 @@ pub fn test_settings() -> AppSettings {
         db_max_connections: 10,
         db_acquire_timeout: Duration::from_secs(60),
         purchase: PurchaseSettings::default(),
+        // Emails wait in the outbox and no jobs run, unless a test asks.
+        email: EmailSettings::default(),
     }
 }
 
@@ -157,6 +177,19 @@ impl TestApp {
     /// and queues) on the same database: another instance.
     pub async fn another_instance(&self) -> TestApp {
         start_instance(self.db_name.clone(), self.settings.clone(), false).await
+    }
+
+    /// Another instance whose settings `tweak` may change first.
+    pub async fn another_instance_with(&self, tweak: impl FnOnce(&mut AppSettings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        tweak(&mut settings);
+        start_instance(self.db_name.clone(), settings, false).await
+    }
+
+    /// This test's database as a URL, for server processes started by tests.
+    pub async fn database_url(&self) -> String {
+        let cluster = tokio::task::spawn_blocking(cluster).await.expect("cluster");
+        cluster.url(&self.db_name)
     }
 
     /// A new pool on this test's database, independent of the server's.

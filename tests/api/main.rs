@@ -2,11 +2,13 @@
 //! database and its own server on a free port.
 
 mod helpers;
+mod mailbox;
 
 mod auth;
 mod catalog;
 mod combiner;
 mod concurrency;
+mod email;
 mod ops;
 mod orders;
 mod purchase;
