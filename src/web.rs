@@ -76,7 +76,7 @@ const PAGES: &[(&str, &str, &str)] = &[
     ("/login", "login", "Sign in"),
     ("/register", "register", "Create an account"),
     ("/orders", "orders", "My orders"),
-    ("/seller", "seller", "My products"),
+    ("/seller", "seller", "Seller"),
     ("/admin", "admin", "Admin: products and sales"),
     ("/admin/sales/{id}", "admin-sale", "Admin: live sale"),
     ("/admin/users", "admin-users", "Admin: users"),

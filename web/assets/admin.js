@@ -139,15 +139,15 @@ export async function adminPage(content) {
   sales.append(h('h2', { id: 'h-sales' }, 'Sales'), salesBody);
 
   function saleRow(sale) {
-    const actions = h('td', { class: 'actions' });
+    const actions = h('div', { class: 'actions' });
     const row = h('tr', { 'data-sale': sale.id },
       h('td', {}, `#${sale.id}`),
       h('td', {}, sale.product.name),
       h('td', {}, stateBadge(sale.state)),
       h('td', {}, `${when(sale.starts_at)} – ${when(sale.ends_at)}`),
       h('td', {}, `${sale.remaining} / ${sale.stock}`),
-      h('td', {}, money(sale.price_cents, sale.product.currency)),
-      actions);
+      h('td', { class: 'nowrap' }, money(sale.price_cents, sale.product.currency)),
+      h('td', {}, actions));
     actions.append(h('a', { href: `/admin/sales/${sale.id}` }, 'Live view'));
     const editable = sale.state === 'upcoming';
     const open = !['ended', 'cancelled'].includes(sale.state);
@@ -263,17 +263,17 @@ export async function adminSalePage(content) {
   h('div', { class: 'meter big', 'aria-hidden': 'true' }, h('div', { class: 'meter-fill' })));
 
   function figure(label, key, value) {
-    return [h('dt', {}, label), h('dd', { 'data-key': key }, value)];
+    return h('div', { class: 'figure' }, h('dt', {}, label), h('dd', { 'data-key': key }, value));
   }
 
   function show(stats) {
     figures.replaceChildren(
-      ...figure('Sold', 'sold', stats.sold),
-      ...figure('Remaining', 'remaining', stats.remaining),
-      ...figure('Buyers', 'buyers', stats.buyers),
-      ...figure('Orders', 'orders', stats.orders),
-      ...figure('Revenue', 'revenue', money(stats.revenue_cents, sale.product.currency)),
-      ...figure('Stock', 'stock', stats.stock),
+      figure('Sold', 'sold', stats.sold),
+      figure('Remaining', 'remaining', stats.remaining),
+      figure('Buyers', 'buyers', stats.buyers),
+      figure('Orders', 'orders', stats.orders),
+      figure('Revenue', 'revenue', money(stats.revenue_cents, sale.product.currency)),
+      figure('Stock', 'stock', stats.stock),
     );
     head.querySelector('.meter-fill').style.width = `${stats.stock ? (100 * stats.sold) / stats.stock : 0}%`;
     note.textContent = `Refreshes by itself every 2 s · last at ${new Date().toLocaleTimeString()}`;

@@ -52,7 +52,7 @@ export async function sellerPage(content) {
           h('thead', {}, h('tr', {}, ['Product', 'Units', 'Revenue'].map((t) => h('th', { scope: 'col' }, t)))),
           h('tbody', {}, r.items.map((l) => h('tr', {},
             h('td', {}, l.name), h('td', { class: 'num' }, l.units),
-            h('td', { class: 'num' }, money(l.revenue_cents)))))));
+            h('td', { class: 'num' }, money(l.revenue_cents))))))));
       }
     });
     if (report.querySelector('[role=alert]') && /Not allowed/.test(report.textContent)) {

@@ -20,8 +20,9 @@ function saleCard(sale) {
 }
 
 function saleSection(title, sales, empty) {
-  return h('section', { 'aria-labelledby': `h-${title}` },
-    h('h2', { id: `h-${title}` }, title),
+  const id = `h-${title.toLowerCase().replace(/\W+/g, '-')}`;
+  return h('section', { 'aria-labelledby': id },
+    h('h2', { id }, title),
     sales.length ? h('ul', { class: 'cards' }, sales.map(saleCard)) : h('p', { class: 'muted' }, empty));
 }
 
