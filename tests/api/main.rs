@@ -10,6 +10,7 @@ mod combiner;
 mod concurrency;
 mod ops;
 mod orders;
+mod pages;
 mod purchase;
 mod rbac;
 mod sales;
