@@ -152,10 +152,21 @@ step('a purchase answered 429 says slow down, with the wait and a retry', async 
   await waitText(user1, '#result', /Already bought/);
 });
 
-step('my orders lists the order', async () => {
+step('my orders lists the order, refreshing an expired access token once', async () => {
+  // An access token the shop no longer accepts: the page must refresh it
+  // with the refresh token and carry on, not send the shopper to sign in.
+  const stale = await user1.evaluate(() => {
+    const s = JSON.parse(localStorage.getItem('flashsale.session'));
+    s.access_token = 'expired.not-a.token';
+    localStorage.setItem('flashsale.session', JSON.stringify(s));
+    return s.refresh_token;
+  });
   await user1.goto(`${BASE}/orders`);
   await waitText(user1, '#orders', new RegExp(result.user1_orders[0]));
   await waitText(user1, '#orders', new RegExp(PRODUCT_NAME));
+  const fresh = await user1.evaluate(() => JSON.parse(localStorage.getItem('flashsale.session')));
+  assert.notEqual(fresh.refresh_token, stale, 'the refresh token was rotated');
+  assert.notEqual(fresh.access_token, 'expired.not-a.token');
 });
 
 // --- sold out reaches another open page without a reload ---

@@ -120,7 +120,8 @@ export async function salePage(content) {
     busy: false,
   };
 
-  const badge = h('span', { id: 'sale-state', class: 'badge' });
+  // Announced when it changes (the sale opens, sells out, ends).
+  const badge = h('span', { id: 'sale-state', class: 'badge', 'aria-live': 'polite' });
   const countdownLabel = h('span', { id: 'countdown-label' });
   const countdown = h('span', { id: 'countdown', role: 'timer', 'aria-live': 'off', 'aria-atomic': 'true' });
   const stock = h('p', { id: 'stock', class: 'stock', 'aria-live': 'polite', 'aria-atomic': 'true' });
@@ -153,7 +154,8 @@ export async function salePage(content) {
   function render() {
     const state = effectiveState();
     badge.className = `badge badge-${state}`;
-    badge.textContent = STATE_LABEL[state] || state;
+    const label = STATE_LABEL[state] || state;
+    if (badge.textContent !== label) badge.textContent = label;
     const now = clock.now();
     if (state === 'upcoming') {
       countdownLabel.textContent = 'Starts in';
