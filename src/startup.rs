@@ -32,6 +32,9 @@ pub struct AppState {
     /// Login, register and refresh attempts per client IP (per process).
     pub auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
     pub metrics: Metrics,
+    /// Turns true when the server starts to stop: long-lived streams (SSE)
+    /// end then, so a graceful stop need not wait out every open sale page.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> DefaultKeyedRateLimiter<K> {
@@ -54,6 +57,22 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    handle_signals: bool,
+}
+
+/// Stops a running server the way a signal does: open event streams end at
+/// once, then in-flight requests finish.
+#[derive(Clone)]
+pub struct Stopper {
+    handle: actix_web::dev::ServerHandle,
+    state: web::Data<AppState>,
+}
+
+impl Stopper {
+    pub async fn stop(&self) {
+        self.state.closing.send_replace(true);
+        self.handle.stop(true).await;
+    }
 }
 
 impl Application {
@@ -73,6 +92,7 @@ impl Application {
             purchase_limiter: limiter(settings.purchase_rate),
             auth_limiter: limiter(settings.auth_rate),
             metrics: Metrics::new(),
+            closing: tokio::sync::watch::channel(false).0,
             settings,
             pool,
         });
@@ -134,6 +154,7 @@ impl Application {
             port,
             server,
             state,
+            handle_signals: listen.handle_signals,
         })
     }
 
@@ -147,16 +168,52 @@ impl Application {
         self.server.handle()
     }
 
+    /// Stops the server like a signal would (see [`Stopper`]).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            handle: self.server.handle(),
+            state: self.state.clone(),
+        }
+    }
+
     /// Serves until stopped (by a signal or the handle), finishing in-flight
     /// requests, with upkeep tasks running beside it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let upkeep = tokio::spawn(upkeep(Arc::clone(&self.state.clone().into_inner())));
         let listener = tokio::spawn(listen(Arc::clone(&self.state.clone().into_inner())));
+        // actix-web stops on SIGINT/SIGTERM by itself; this only ends the
+        // event streams it would otherwise wait for until its timeout.
+        let closer = self
+            .handle_signals
+            .then(|| tokio::spawn(close_streams_on_signal(self.state.clone())));
         let result = self.server.await;
         upkeep.abort();
         listener.abort();
+        if let Some(c) = closer {
+            c.abort();
+        }
         result
     }
+}
+
+async fn close_streams_on_signal(state: web::Data<AppState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    state.closing.send_replace(true);
 }
 
 /// Periodic housekeeping: drop expired token revocations and forget idle
