@@ -348,6 +348,12 @@ step('a failed request says so and Retry recovers', async () => {
   await page.getByRole('button', { name: 'Retry' }).click();
   await waitText(page, '#content', /Live now/);
 
+  // A live stream that cannot connect is reported, not shown as live.
+  await page.route((url) => url.pathname.endsWith('/events'), (route) => route.abort('connectionrefused'));
+  await page.goto(`${BASE}/sales/${SALE_SOON}`);
+  await waitText(page, '#live', /interrupted/);
+  await waitText(page, '#stock', /of 100 left/);
+
   // A shop that cannot be reached at all.
   await page.route((url) => url.pathname === '/api/v1/products', (route) => route.abort('connectionrefused'));
   await page.goto(`${BASE}/`);

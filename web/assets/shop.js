@@ -197,16 +197,32 @@ export async function salePage(content) {
     }
   })();
 
+  // While the stream is down, the cheap status is polled instead.
+  let poll = null;
   const events = new EventSource(`/api/v1/sales/${id}/events`);
   events.addEventListener('status', (e) => {
     live.textContent = 'Live updates on.';
+    if (poll) {
+      clearInterval(poll);
+      poll = null;
+    }
     try { apply(JSON.parse(e.data)); } catch { /* ignore a garbled message */ }
   });
   events.addEventListener('error', () => {
     // EventSource reconnects by itself; say so rather than show stale stock as live.
-    live.textContent = 'Live updates interrupted; reconnecting…';
+    live.textContent = 'Live updates interrupted; reconnecting, and checking every 5 s meanwhile.';
+    poll ??= setInterval(async () => {
+      try {
+        const { data, sent, received } = await timed(`/sales/${id}/status`);
+        clock.sample(data.server_time, sent, received);
+        apply(data);
+      } catch { /* the note above already says updates are interrupted */ }
+    }, 5000);
   });
-  window.addEventListener('pagehide', () => events.close());
+  window.addEventListener('pagehide', () => {
+    events.close();
+    clearInterval(poll);
+  });
 
   function show(kind, ...parts) {
     result.className = `result result-${kind}`;
