@@ -47,12 +47,22 @@ async fn tool_version(tool: &str) -> Option<String> {
 
 /// Node and npm present, and the suite's packages installed (`npm ci`).
 async fn prepare_node() {
-    for tool in ["node", "npm"] {
-        assert!(
-            tool_version(tool).await.is_some(),
-            "the browser tests need `{tool}` on PATH: install Node.js 18 or newer with npm"
-        );
-    }
+    let node = tool_version("node").await;
+    let major = node.as_deref().and_then(|v| {
+        v.trim_start_matches('v')
+            .split('.')
+            .next()?
+            .parse::<u32>()
+            .ok()
+    });
+    assert!(
+        major.is_some_and(|m| m >= 20),
+        "the browser tests need Node.js 20 or newer on PATH (playwright-core requires it); found {node:?}"
+    );
+    assert!(
+        tool_version("npm").await.is_some(),
+        "the browser tests need `npm` on PATH: install it with Node.js"
+    );
     let dir = suite_dir();
     if dir.join("node_modules/playwright-core").exists() {
         return;
