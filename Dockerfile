@@ -43,12 +43,14 @@ RUN set -eu; \
         target/release/deps/libflashsale-* target/release/.fingerprint/flashsale-*
 
 # 2. The real sources. migrations/ is embedded at compile time by sqlx's
-#    `migrate!`, and seed/ by `include_str!`, so both must be here for the build.
+#    `migrate!`, seed/ by `include_str!` and the shop's pages in web/ by
+#    `include_bytes!`, so all three must be here for the build.
 #    `benche[s]` copies benches/ only if it exists: BuildKit (Docker's default
 #    builder since 23.0, and always used by Compose) lets a glob match nothing.
 COPY src ./src
 COPY migrations ./migrations
 COPY seed ./seed
+COPY web ./web
 COPY benche[s] ./benches/
 RUN cargo build --release --locked --bin flashsale \
     && install -m 0755 target/release/flashsale /usr/local/bin/flashsale

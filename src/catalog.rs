@@ -49,9 +49,11 @@ const COLUMNS: &str =
     "id, seller_id, name, description, price_cents, currency, sell_count, created_at";
 
 /// A page of products.
+/// Products in `sort` order, only `seller`'s when given.
 pub async fn list(
     pool: &PgPool,
     sort: Sort,
+    seller: Option<i64>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Product>, ApiError> {
@@ -60,10 +62,12 @@ pub async fn list(
         Sort::BestSelling => "sell_count desc, id desc",
     };
     Ok(sqlx::query_as(&format!(
-        "select {COLUMNS} from product order by {order} limit $1 offset $2"
+        "select {COLUMNS} from product where ($3::bigint is null or seller_id = $3)
+          order by {order} limit $1 offset $2"
     ))
     .bind(limit)
     .bind(offset)
+    .bind(seller)
     .fetch_all(pool)
     .await?)
 }

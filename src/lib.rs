@@ -43,3 +43,5 @@ pub mod seed;
 pub mod startup;
 /// Logging.
 pub mod telemetry;
+/// The shop's pages and their assets, served from the binary.
+pub mod web;

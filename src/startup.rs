@@ -35,6 +35,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Base of the links in emails (`PUBLIC_URL`, or this server's address).
     pub public_url: String,
+    /// Turns true when the server starts to stop: long-lived streams (SSE)
+    /// end then, so a graceful stop need not wait out every open sale page.
+    pub closing: tokio::sync::watch::Sender<bool>,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> DefaultKeyedRateLimiter<K> {
@@ -57,6 +60,22 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    handle_signals: bool,
+}
+
+/// Stops a running server the way a signal does: open event streams end at
+/// once, then in-flight requests finish.
+#[derive(Clone)]
+pub struct Stopper {
+    handle: actix_web::dev::ServerHandle,
+    state: web::Data<AppState>,
+}
+
+impl Stopper {
+    pub async fn stop(&self) {
+        self.state.closing.send_replace(true);
+        self.handle.stop(true).await;
+    }
 }
 
 impl Application {
@@ -86,6 +105,7 @@ impl Application {
             auth_limiter: limiter(settings.auth_rate),
             metrics: Metrics::new(),
             public_url,
+            closing: tokio::sync::watch::channel(false).0,
             settings,
             pool,
         });
@@ -143,6 +163,7 @@ impl Application {
             port,
             server,
             state,
+            handle_signals: listen.handle_signals,
         })
     }
 
@@ -156,6 +177,14 @@ impl Application {
         self.server.handle()
     }
 
+    /// Stops the server like a signal would (see [`Stopper`]).
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            handle: self.server.handle(),
+            state: self.state.clone(),
+        }
+    }
+
     /// Serves until stopped (by a signal or the handle), finishing in-flight
     /// requests, with upkeep tasks running beside it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -164,6 +193,11 @@ impl Application {
             tokio::spawn(upkeep(Arc::clone(&state))),
             tokio::spawn(listen(Arc::clone(&state))),
         ];
+        // actix-web stops on SIGINT/SIGTERM by itself; this only ends the
+        // event streams it would otherwise wait for until its timeout.
+        if self.handle_signals {
+            tasks.push(tokio::spawn(close_streams_on_signal(self.state.clone())));
+        }
         let email = &state.settings.email;
         match Mailer::new(state.pool.clone(), email.clone(), state.public_url.clone()) {
             Ok(Some(mailer)) => tasks.extend(mailer.spawn_workers()),
@@ -199,6 +233,26 @@ fn own_url(host: &str, port: u16) -> String {
         _ => host.to_string(),
     };
     format!("http://{host}:{port}")
+}
+
+async fn close_streams_on_signal(state: web::Data<AppState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+    state.closing.send_replace(true);
 }
 
 /// Periodic housekeeping: drop expired token revocations, old sent emails

@@ -25,11 +25,6 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/unsubscribe", web::post().to(unsubscribe));
 }
 
-/// The page the password-reset email links to (outside `/api/v1`).
-pub fn pages(cfg: &mut web::ServiceConfig) {
-    cfg.route("/reset-password", web::get().to(reset_page));
-}
-
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct TokenQuery {
     pub token: Option<String>,
@@ -207,12 +202,4 @@ pub async fn unsubscribe(
         "You will no longer receive announcements of new products. Order emails still arrive.",
         serde_json::json!({ "unsubscribed": true }),
     )
-}
-
-async fn reset_page() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header(("referrer-policy", "no-referrer"))
-        .body(include_str!("../../templates/pages/reset_password.html"))
 }

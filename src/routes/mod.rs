@@ -14,7 +14,8 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 
-/// Wires every API route under `/api/v1` plus the operational endpoints.
+/// Wires every API route under `/api/v1`, the operational endpoints and the
+/// shop's pages.
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PathConfig::default().error_handler(|_, _| {
         ApiError::BadRequest("an id in the path is not an id".into()).into()
@@ -35,8 +36,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             .configure(orders::config)
             .configure(admin::config),
     )
-    .configure(account::pages)
-    .configure(ops::config);
+    .configure(ops::config)
+    .configure(crate::web::config);
 }
 
 /// `?limit=&offset=` on list routes.

@@ -22,6 +22,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 pub struct ListQuery {
     /// `newest` (default) or `best_selling`.
     pub sort: Option<String>,
+    /// Only this seller's products (the seller page lists its own this way).
+    pub seller_id: Option<i64>,
     pub limit: Option<i64>,
     pub offset: Option<i64>,
 }
@@ -48,7 +50,7 @@ pub async fn list(
     }
     .parse()?;
     Ok(web::Json(Items {
-        items: catalog::list(&state.pool, sort, limit, offset).await?,
+        items: catalog::list(&state.pool, sort, q.seller_id, limit, offset).await?,
     }))
 }
 

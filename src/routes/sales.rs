@@ -268,9 +268,15 @@ pub async fn events(state: web::Data<AppState>, id: web::Path<i64>) -> ApiResult
     let live = state.board.get(*id).await?;
     let board = state.board.clone();
     let rx = live.subscribe();
+    let closing = state.closing.subscribe();
     let stream = futures_util::stream::unfold(
-        (board, live, rx, true),
-        |(board, live, mut rx, first)| async move {
+        (board, live, rx, closing, true),
+        |(board, live, mut rx, mut closing, first)| async move {
+            // A stopping server ends the stream; the browser reconnects to
+            // whichever instance serves next.
+            if *closing.borrow() {
+                return None;
+            }
             if !first {
                 let status = board.status(&live);
                 let now = board.now();
@@ -293,12 +299,16 @@ pub async fn events(state: web::Data<AppState>, id: web::Path<i64>) -> ApiResult
                         rx.borrow_and_update();
                     }
                     _ = tokio::time::sleep(edge) => {}
+                    _ = closing.wait_for(|c| *c) => return None,
                 }
             }
             let status = board.status(&live);
             let data = serde_json::to_string(&status).unwrap_or_default();
             let chunk = web::Bytes::from(format!("event: status\ndata: {data}\n\n"));
-            Some((Ok::<_, actix_web::Error>(chunk), (board, live, rx, false)))
+            Some((
+                Ok::<_, actix_web::Error>(chunk),
+                (board, live, rx, closing, false),
+            ))
         },
     );
     Ok(HttpResponse::Ok()

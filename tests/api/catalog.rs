@@ -386,3 +386,36 @@ async fn limits_out_of_range_are_validation_errors() {
         assert_error(resp, 422, "validation_failed").await;
     }
 }
+
+#[tokio::test]
+async fn products_filtered_by_seller_are_only_that_sellers_own() {
+    // Arrange: two sellers, two products each, listed alternately.
+    let app = spawn_app().await;
+    let mira = app.create_user(Role::Seller).await;
+    let tobin = app.create_user(Role::Seller).await;
+    let mut miras = Vec::new();
+    for _ in 0..2 {
+        miras.push(
+            app.create_product_by(&mira, 1000).await["id"]
+                .as_i64()
+                .expect("id"),
+        );
+        app.create_product_by(&tobin, 1000).await;
+    }
+    miras.reverse();
+
+    // Act
+    let mine = list(&app, &format!("?seller_id={}", mira.id)).await;
+    let nobody = list(&app, "?seller_id=999999").await;
+
+    // Assert: newest first, none of the other seller's.
+    assert_eq!(ids(&mine), miras);
+    assert!(ids(&nobody).is_empty(), "{nobody}");
+}
+
+#[tokio::test]
+async fn a_seller_filter_that_is_not_a_number_is_validation_failed() {
+    let app = spawn_app().await;
+    let resp = app.get("/api/v1/products?seller_id=me", None).await;
+    assert_error(resp, 422, "validation_failed").await;
+}

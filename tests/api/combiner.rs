@@ -619,3 +619,34 @@ async fn a_disabled_or_unknown_account_cannot_buy() {
     refuses_disabled_and_unknown_accounts(flashsale::config::PurchaseMode::Combined).await;
     refuses_disabled_and_unknown_accounts(flashsale::config::PurchaseMode::PerPurchase).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stopping_the_server_ends_open_event_streams_at_once() {
+    // Arrange: a shopper's open sale page, i.e. a stream that never ends.
+    let app = spawn_app().await;
+    let sale = app.active_sale(5).await;
+    let mut resp = app.get(&format!("/api/v1/sales/{sale}/events"), None).await;
+    let mut buf = String::new();
+    next_event(&mut resp, &mut buf, |_| true)
+        .await
+        .expect("an initial status");
+
+    // Act
+    let started = Instant::now();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), app.stop()).await;
+
+    // Assert: the graceful stop did not wait out its 30 s timeout for the
+    // stream, and the stream is over.
+    assert!(
+        stopped.is_ok(),
+        "stop took more than 10 s with an event stream open"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let rest = tokio::time::timeout(Duration::from_secs(5), resp.chunk())
+        .await
+        .expect("the stream ends rather than hangs");
+    assert!(
+        matches!(rest, Ok(None) | Err(_)),
+        "no more events after the stop: {rest:?}"
+    );
+}

@@ -100,7 +100,7 @@ pub struct TestApp {
     pub jwt: JwtKeys,
     pub db_name: String,
     pub settings: AppSettings,
-    handle: actix_web::dev::ServerHandle,
+    stopper: flashsale::startup::Stopper,
 }
 
 /// A user made directly in the database, with a valid access token.
@@ -156,7 +156,7 @@ async fn start_instance(db_name: String, settings: AppSettings, migrate: bool) -
     .await
     .expect("build the app");
     let address = format!("http://127.0.0.1:{}", app.port());
-    let handle = app.handle();
+    let stopper = app.stopper();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -168,7 +168,7 @@ async fn start_instance(db_name: String, settings: AppSettings, migrate: bool) -
         jwt: JwtKeys::new(SECRET, settings.access_token_ttl),
         db_name,
         settings,
-        handle,
+        stopper,
     }
 }
 
@@ -381,9 +381,10 @@ impl TestApp {
             .expect(sql)
     }
 
-    /// Stops the server and closes the pool (the database stays for a look).
+    /// Stops the server as a signal would (open event streams end, in-flight
+    /// requests finish) and closes the pool (the database stays for a look).
     pub async fn stop(self) {
-        self.handle.stop(true).await;
+        self.stopper.stop().await;
         self.pool.close().await;
     }
 }

@@ -5,12 +5,14 @@ mod helpers;
 mod mailbox;
 
 mod auth;
+mod browser;
 mod catalog;
 mod combiner;
 mod concurrency;
 mod email;
 mod ops;
 mod orders;
+mod pages;
 mod purchase;
 mod rbac;
 mod sales;

@@ -1,0 +1,153 @@
+// The JSON API as the pages use it: the session's tokens, one refresh on an
+// expired access token, and every failure turned into an ApiError that says
+// what happened (code, status, Retry-After).
+
+const KEY = 'flashsale.session';
+
+/** The signed-in session `{access_token, refresh_token, user}`, or null. */
+export function session() {
+  try {
+    const s = JSON.parse(localStorage.getItem(KEY) || 'null');
+    return s && s.access_token && s.user ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Keeps a login, register or refresh answer. */
+export function saveSession(answer) {
+  localStorage.setItem(KEY, JSON.stringify({
+    access_token: answer.access_token,
+    refresh_token: answer.refresh_token,
+    user: answer.user,
+  }));
+}
+
+export function clearSession() {
+  localStorage.removeItem(KEY);
+}
+
+/** A failed request. `status` 0 means the shop could not be reached. */
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter = null, details = null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+    this.details = details;
+  }
+}
+
+async function send(path, { method, body, auth }) {
+  const headers = { accept: 'application/json' };
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  const s = session();
+  if (auth && s) headers.authorization = `Bearer ${s.access_token}`;
+  try {
+    return await fetch(`/api/v1${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'Could not reach the shop. Check the connection and retry.');
+  }
+}
+
+async function parse(resp) {
+  if (resp.status === 204) return null;
+  let data = null;
+  try {
+    data = await resp.json();
+  } catch {
+    data = null;
+  }
+  if (resp.ok) return data;
+  const retry = Number.parseInt(resp.headers.get('retry-after') || '', 10);
+  const err = data && data.error;
+  throw new ApiError(
+    resp.status,
+    err ? err.code : `http_${resp.status}`,
+    err ? err.message : `The shop answered ${resp.status}.`,
+    Number.isFinite(retry) ? retry : null,
+    err ? err.details || null : null,
+  );
+}
+
+// Refresh tokens rotate, so concurrent 401s must share one refresh.
+let refreshing = null;
+
+async function refresh() {
+  const s = session();
+  if (!s || !s.refresh_token) return false;
+  refreshing ??= (async () => {
+    try {
+      const resp = await send('/auth/refresh', {
+        method: 'POST', body: { refresh_token: s.refresh_token }, auth: false,
+      });
+      if (resp.ok) {
+        saveSession(await resp.json());
+        return true;
+      }
+      if (resp.status === 401) clearSession();
+      return false;
+    } catch {
+      return false;
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+/**
+ * Calls `/api/v1${path}`; resolves to the JSON answer or throws ApiError.
+ * An access token that expired is refreshed once and the request repeated.
+ */
+export async function api(path, { method = 'GET', body, auth = true } = {}) {
+  let resp = await send(path, { method, body, auth });
+  if (resp.status === 401 && auth && session()) {
+    const copy = resp.clone();
+    let code = null;
+    try {
+      code = (await copy.json()).error.code;
+    } catch {
+      code = null;
+    }
+    if (code === 'unauthorized' && (await refresh())) {
+      resp = await send(path, { method, body, auth });
+    }
+  }
+  return parse(resp);
+}
+
+/** The JSON answer and the time it took, for clock sampling. */
+export async function timed(path) {
+  const sent = performance.now();
+  const data = await api(path, { auth: false });
+  return { data, sent, received: performance.now() };
+}
+
+/** Signs in; keeps and returns the session answer. */
+export async function login(username, password) {
+  const answer = await api('/auth/login', { method: 'POST', body: { username, password }, auth: false });
+  saveSession(answer);
+  return answer;
+}
+
+export async function register(username, email, password) {
+  const answer = await api('/auth/register', {
+    method: 'POST', body: { username, email, password }, auth: false,
+  });
+  saveSession(answer);
+  return answer;
+}
+
+/** Logs out on the server (so the tokens die there too), then forgets them. */
+export async function logout() {
+  try {
+    if (session()) await api('/auth/logout', { method: 'POST' });
+  } finally {
+    clearSession();
+  }
+}
