@@ -16,7 +16,7 @@
 //! always go to the database.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,11 @@ pub struct LiveSale {
     terms: RwLock<Terms>,
     remaining: AtomicI64,
     buyers: Mutex<HashSet<i64>>,
+    /// Every holder of an order is in `buyers` (loaded once the stock ran
+    /// out, when no order can be added any more).
+    holders_complete: AtomicBool,
+    /// A load of the holders is under way.
+    holders_loading: AtomicBool,
     changed: watch::Sender<u64>,
 }
 
@@ -85,6 +90,9 @@ impl LiveSale {
     /// another instance) and wakes subscribers if it moved.
     pub fn set_remaining(&self, n: i64) {
         if self.remaining.swap(n, Ordering::AcqRel) != n {
+            if n > 0 {
+                self.holders_complete.store(false, Ordering::Release);
+            }
             self.changed.send_modify(|v| *v += 1);
         }
     }
@@ -94,6 +102,9 @@ impl LiveSale {
             *cur = t;
         }
         self.remaining.store(remaining, Ordering::Release);
+        if remaining > 0 {
+            self.holders_complete.store(false, Ordering::Release);
+        }
         self.changed.send_modify(|v| *v += 1);
     }
 
@@ -160,6 +171,8 @@ impl Board {
                 terms: RwLock::new(terms_of(&row)),
                 remaining: AtomicI64::new(row.remaining),
                 buyers: Mutex::new(HashSet::new()),
+                holders_complete: AtomicBool::new(false),
+                holders_loading: AtomicBool::new(false),
                 changed,
             })
         });
@@ -202,6 +215,41 @@ impl Board {
             }
             Err(e) => tracing::warn!(sale_id = id, error = %e, "reloading a sale failed"),
         }
+    }
+
+    /// Whether every holder of an order in this sold-out sale is known here.
+    /// The first time it is not, the holders are loaded in the background
+    /// (until then requests go to the database, which answers exactly).
+    /// Called only once `remaining` is 0: that value comes from a committed
+    /// state, so every order already exists when the load reads them.
+    pub fn holders_known(&self, live: &Arc<LiveSale>) -> bool {
+        if live.holders_complete.load(Ordering::Acquire) {
+            return true;
+        }
+        if !live.holders_loading.swap(true, Ordering::AcqRel) {
+            let (pool, live) = (self.pool.clone(), Arc::clone(live));
+            tokio::spawn(async move {
+                let holders: Result<Vec<i64>, sqlx::Error> =
+                    sqlx::query_scalar("select user_id from purchase_order where sale_id = $1")
+                        .bind(live.id)
+                        .fetch_all(&pool)
+                        .await;
+                match holders {
+                    Ok(ids) => {
+                        live.remember_buyers(ids);
+                        // Stock put back meanwhile (before a start) voids the load.
+                        if live.remaining() == 0 {
+                            live.holders_complete.store(true, Ordering::Release);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(sale_id = live.id, error = %e, "loading a sale's buyers failed")
+                    }
+                }
+                live.holders_loading.store(false, Ordering::Release);
+            });
+        }
+        false
     }
 
     /// Applies an announcement from the `flashsale_sale` channel.

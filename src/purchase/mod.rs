@@ -112,7 +112,7 @@ impl PurchaseEngine {
 /// Refuses from memory what the database would refuse. Only answers that
 /// cannot turn into a success are given here: the board is never ahead of
 /// the database, and window edges are left to the database clock.
-fn fail_fast(board: &Board, live: &LiveSale, req: PurchaseRequest) -> Result<(), ApiError> {
+fn fail_fast(board: &Board, live: &Arc<LiveSale>, req: PurchaseRequest) -> Result<(), ApiError> {
     let t = live.terms();
     let now = board.now();
     if t.cancelled {
@@ -133,7 +133,10 @@ fn fail_fast(board: &Board, live: &LiveSale, req: PurchaseRequest) -> Result<(),
         if req.quantity.get() > t.per_user_limit {
             return Err(ApiError::QuantityExceedsLimit(t.per_user_limit));
         }
-        if live.remaining() == 0 {
+        // A buyer who holds an order hears `already_purchased` from the
+        // database even when the sale is sold out, so `sold_out` comes from
+        // memory only once every holder is known here.
+        if live.remaining() == 0 && board.holders_known(live) {
             return Err(ApiError::SoldOut("sold out".into()));
         }
     }

@@ -650,3 +650,42 @@ async fn stopping_the_server_ends_open_event_streams_at_once() {
         "no more events after the stop: {rest:?}"
     );
 }
+
+/// Once a sale is sold out, a buyer who holds an order still hears
+/// `already_purchased` (as from the database), on an instance that never saw
+/// them buy too; everyone else hears `sold_out`.
+#[tokio::test]
+async fn after_a_sell_out_holders_hear_already_purchased_on_every_instance() {
+    let app = spawn_app().await;
+    let sale = app.active_sale(2).await;
+    let users = app.create_customers(3).await;
+    app.buy(sale, &users[0], 1).await;
+    app.buy(sale, &users[1], 1).await;
+
+    let other = app.another_instance().await;
+    for instance in [&app, &other] {
+        // Several rounds: the first answers may come from the database, the
+        // later ones from memory; both must say the same.
+        for _ in 0..5 {
+            for holder in &users[..2] {
+                assert_error(
+                    instance.purchase(sale, holder, Some(1)).await,
+                    409,
+                    "already_purchased",
+                )
+                .await;
+            }
+            assert_error(
+                instance.purchase(sale, &users[2], Some(1)).await,
+                409,
+                "sold_out",
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        app.scalar_i64("select count(*) from purchase_order").await,
+        2
+    );
+}
