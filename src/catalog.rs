@@ -48,8 +48,7 @@ pub struct ProductChange {
 const COLUMNS: &str =
     "id, seller_id, name, description, price_cents, currency, sell_count, created_at";
 
-/// A page of products.
-/// Products in `sort` order, only `seller`'s when given.
+/// A page of products in `sort` order, only `seller`'s when given.
 pub async fn list(
     pool: &PgPool,
     sort: Sort,

@@ -126,6 +126,9 @@ step('user1 signs in, waits for the countdown and buys', async () => {
   const number = (await user1.locator('#result .order-number').textContent()).trim();
   assert.match(number, /^\d{4}-\d{2}-\d{6}$/);
   result.user1_orders = [number];
+  // The stock shown includes this order.
+  await waitText(user1, '#stock', /^\d+ of \d+ left$|^Sold out$/);
+  await user1.waitForFunction(() => !/^(\d+) of \1 left$/.test(document.querySelector('#stock').textContent));
   await shot(user1, 'sale-page');
 });
 

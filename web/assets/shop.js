@@ -243,6 +243,11 @@ export async function salePage(content) {
       show('ok', h('strong', {}, 'Bought! '), 'Your order number is ',
         h('strong', { class: 'order-number' }, order.number), '. ',
         h('a', { href: '/orders' }, 'See my orders'));
+      // The stock with this order in it, without waiting for the next push.
+      timed(`/sales/${id}/status`).then(({ data, sent, received }) => {
+        clock.sample(data.server_time, sent, received);
+        apply(data);
+      }).catch(() => {});
     } catch (err) {
       outcome(err);
     } finally {
