@@ -400,12 +400,20 @@ async fn transact(
             remaining: Some(sale.remaining),
         });
     }
-    // Not a prepared statement: planned afresh each time, with the table's
-    // current size. A plan cached while purchase_order was nearly empty (a
-    // sequential scan) would otherwise stay with the connection while the
-    // sale fills, and every batch would cost more than the one before.
+    // One probe of the (sale_id, user_id) key per buyer, forced by the
+    // correlated LATERAL. The statistics of a sale that is filling fast
+    // (a few rows at the last ANALYZE, thousands now) otherwise lead the
+    // planner to read every order of the sale and match the batch against
+    // them, under the lock, at a cost that grows with each batch (`user_id =
+    // any($2)` as a filter, or a hash join). Not a prepared statement either,
+    // so a plan made while the table was nearly empty does not stay with the
+    // connection.
     let held: Vec<i64> = sqlx::query_scalar(
-        "select user_id from purchase_order where sale_id = $1 and user_id = any($2)",
+        "select b.user_id
+           from unnest($2::bigint[]) as b(user_id)
+          cross join lateral (select 1 from purchase_order o
+                               where o.sale_id = $1 and o.user_id = b.user_id
+                               limit 1) held",
     )
     .bind(sale_id)
     .bind(&users)
