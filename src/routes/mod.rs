@@ -28,11 +28,13 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .into()
     }))
     .service(
+        // Sales first: routes are tried in order and each `{id}` pattern
+        // costs a regex match, so the purchase storm's route comes early.
         web::scope("/api/v1")
+            .configure(sales::config)
             .configure(auth::config)
             .configure(account::config)
             .configure(products::config)
-            .configure(sales::config)
             .configure(orders::config)
             .configure(admin::config),
     )
