@@ -9,14 +9,25 @@
 //! batches still take the lock in the order they were formed (a batch that is
 //! retried after a failure may follow the next one).
 //!
-//! 1. `SELECT ... FOR UPDATE` on the sale row, window by `now()`;
-//! 2. one query for which of the buyers already hold an order;
-//! 3. each buyer decided on their own, in arrival order: already purchased
-//!    (in the table, or earlier in this batch), over the limit, sold out;
-//! 4. one statement inserts every accepted order and moves `remaining` and
-//!    `sell_count` by what was actually inserted;
-//! 5. `NOTIFY` the new remaining stock to every instance, commit, and only
+//! 1. `SELECT ... FOR UPDATE` on the sale row, window by `now()`, and the
+//!    batch's accounts in the same round trip;
+//! 2. each buyer decided on their own, in arrival order: already purchased
+//!    (earlier in this batch, or known to this process), over the limit,
+//!    sold out;
+//! 3. one statement inserts every accepted order (`ON CONFLICT DO NOTHING`
+//!    on the one-order-per-buyer key) and moves `remaining` and `sell_count`
+//!    by what was actually inserted;
+//! 4. `NOTIFY` the new remaining stock to every instance, commit, and only
 //!    then answer each waiter.
+//!
+//! Orders already in the table are not read before deciding: the live board
+//! turns away the buyers this process knows, so a holder rarely reaches a
+//! batch, and the key refuses the ones that do, who are then answered
+//! `already_purchased`. That saves a round trip under the lock. When the
+//! stock runs out within a batch, a holder's unit could be owed to someone
+//! refused `sold_out`, and a holder refused `sold_out` should hear
+//! `already_purchased`: then the batch's orders are read, under the same
+//! lock, and every buyer is decided again.
 //!
 //! A batch that fails before its commit wrote nothing and is retried; after
 //! the last retry its buyers get `busy` (retryable). A failure *during* the
@@ -232,8 +243,9 @@ struct Outcome {
 enum Failure {
     /// Nothing was written.
     Clean(ApiError),
-    /// The commit may or may not have happened.
-    Unknown(ApiError),
+    /// The commit may or may not have happened; these are the ids of the
+    /// orders it would have made.
+    Unknown(ApiError, HashSet<i64>),
 }
 
 /// Serves one batch to the end, retrying as described in the module docs.
@@ -271,7 +283,7 @@ async fn run(
                 }
                 return;
             }
-            Err(Failure::Unknown(e)) => {
+            Err(Failure::Unknown(e, made)) => {
                 tracing::warn!(sale_id = live.id, error = %e, "commit outcome unknown; asking the database");
                 let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
                 let Some(found) = find_orders(pool, live.id, &users).await else {
@@ -280,18 +292,24 @@ async fn run(
                     }
                     return;
                 };
-                // Buyers whose order exists were served by the lost commit
-                // (they had none before: the batch checked under the lock).
+                // An order the lost commit would have made exists: it
+                // committed, and its buyer is answered with it. An order
+                // from before means the buyer already held one.
                 let mut rest = Vec::new();
                 for p in batch {
                     match found.get(&p.user_id) {
-                        Some(order) => {
+                        Some(order) if made.contains(&order.id) => {
                             live.remember_buyers([p.user_id]);
                             let _ = p.reply.send(Ok(order.clone()));
+                        }
+                        Some(_) => {
+                            live.remember_buyers([p.user_id]);
+                            let _ = p.reply.send(Err(ApiError::AlreadyPurchased));
                         }
                         None => rest.push(p),
                     }
                 }
+
                 if rest.is_empty() || attempt >= RETRIES {
                     for p in rest {
                         let _ = p.reply.send(Err(ApiError::Busy(1)));
@@ -353,7 +371,7 @@ async fn transact(
     let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
     let mut tx = pool.begin().await.map_err(clean)?;
     // The lock, and the batch's accounts in the same round trip (accounts do
-    // not need the lock; orders do, and are read after it).
+    // not need the lock; orders do, and are read after it when asked).
     let locked: Option<LockedBatch> = sqlx::query_as::<_, LockedBatch>(
         "select product_id, remaining, price_cents, per_user_limit,
                 cancelled_at is not null as cancelled,
@@ -400,54 +418,22 @@ async fn transact(
             remaining: Some(sale.remaining),
         });
     }
-    // One probe of the (sale_id, user_id) key per buyer, forced by the
-    // correlated LATERAL. The statistics of a sale that is filling fast
-    // (a few rows at the last ANALYZE, thousands now) otherwise lead the
-    // planner to read every order of the sale and match the batch against
-    // them, under the lock, at a cost that grows with each batch (`user_id =
-    // any($2)` as a filter, or a hash join). Not a prepared statement either,
-    // so a plan made while the table was nearly empty does not stay with the
-    // connection.
-    let held: Vec<i64> = sqlx::query_scalar(
-        "select b.user_id
-           from unnest($2::bigint[]) as b(user_id)
-          cross join lateral (select 1 from purchase_order o
-                               where o.sale_id = $1 and o.user_id = b.user_id
-                               limit 1) held",
-    )
-    .bind(sale_id)
-    .bind(&users)
-    .persistent(false)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(clean)?;
     let set = |ids: Vec<i64>| ids.into_iter().collect::<HashSet<i64>>();
-    let (accounts, disabled, unverified, held) =
-        (set(accounts), set(disabled), set(unverified), set(held));
-    let facts = users.iter().map(|u| BuyerFacts {
-        exists: accounts.contains(u),
-        disabled: disabled.contains(u),
-        unverified: unverified.contains(u),
-        already: held.contains(u),
-    });
-    let mut holders: HashSet<i64> = HashSet::new();
-    let mut remaining = sale.remaining;
-    let mut answers: Vec<Option<Result<Order, ApiError>>> = Vec::with_capacity(batch.len());
-    let (mut win_users, mut win_qty) = (Vec::new(), Vec::new());
-    for (p, mut f) in batch.iter().zip(facts) {
-        // Earlier in this batch counts as already purchased too.
-        f.already |= holders.contains(&p.user_id);
-        match decide(f, p.quantity, sale.per_user_limit, remaining) {
-            Decision::Accept => {
-                holders.insert(p.user_id);
-                remaining -= i64::from(p.quantity);
-                win_users.push(p.user_id);
-                win_qty.push(p.quantity);
-                answers.push(None);
-            }
-            Decision::Refuse(e) => answers.push(Some(Err(e))),
-        }
+    let (accounts, disabled, unverified) = (set(accounts), set(disabled), set(unverified));
+    // First decided without reading the batch's orders (see the module docs);
+    // if the stock runs out in the batch, decided again with them read.
+    let mut held = HashSet::new();
+    let mut decided = decide_batch(batch, &sale, &accounts, &disabled, &unverified, &held);
+    if decided.ran_out {
+        held = set(read_held(&mut tx, sale_id, &users).await.map_err(clean)?);
+        decided = decide_batch(batch, &sale, &accounts, &disabled, &unverified, &held);
     }
+    let Decided {
+        answers,
+        win_users,
+        win_qty,
+        ..
+    } = decided;
     if win_users.is_empty() {
         // Nothing to write: the transaction ends with its lock, unchanged.
         drop(tx);
@@ -493,9 +479,10 @@ async fn transact(
     .map_err(clean)?;
     let sold: i64 = orders.iter().map(|o| i64::from(o.quantity)).sum();
     let after = sale.remaining - sold;
-    tx.commit()
-        .await
-        .map_err(|e| Failure::Unknown(ApiError::from(e)))?;
+    if let Err(e) = tx.commit().await {
+        let made = orders.iter().map(|o| o.id).collect();
+        return Err(Failure::Unknown(ApiError::from(e), made));
+    }
 
     let mut by_user: HashMap<i64, Order> = orders.into_iter().map(|o| (o.user_id, o)).collect();
     let answers = batch
@@ -512,6 +499,85 @@ async fn transact(
         answers,
         remaining: Some(after),
     })
+}
+
+/// The batch's decisions: an answer for each refused buyer (`None` for the
+/// accepted), and the accepted buyers and quantities in arrival order.
+struct Decided {
+    answers: Vec<Option<Result<Order, ApiError>>>,
+    win_users: Vec<i64>,
+    win_qty: Vec<i32>,
+    /// Someone was refused for lack of stock.
+    ran_out: bool,
+}
+
+/// Decides each buyer in arrival order; `held` are buyers known to hold an
+/// order already, and earlier in this batch counts as holding one too.
+fn decide_batch(
+    batch: &[Pending],
+    sale: &LockedSale,
+    accounts: &HashSet<i64>,
+    disabled: &HashSet<i64>,
+    unverified: &HashSet<i64>,
+    held: &HashSet<i64>,
+) -> Decided {
+    let mut holders: HashSet<i64> = HashSet::new();
+    let mut remaining = sale.remaining;
+    let mut d = Decided {
+        answers: Vec::with_capacity(batch.len()),
+        win_users: Vec::new(),
+        win_qty: Vec::new(),
+        ran_out: false,
+    };
+    for p in batch {
+        let facts = BuyerFacts {
+            exists: accounts.contains(&p.user_id),
+            disabled: disabled.contains(&p.user_id),
+            unverified: unverified.contains(&p.user_id),
+            already: held.contains(&p.user_id) || holders.contains(&p.user_id),
+        };
+        match decide(facts, p.quantity, sale.per_user_limit, remaining) {
+            Decision::Accept => {
+                holders.insert(p.user_id);
+                remaining -= i64::from(p.quantity);
+                d.win_users.push(p.user_id);
+                d.win_qty.push(p.quantity);
+                d.answers.push(None);
+            }
+            Decision::Refuse(e) => {
+                d.ran_out |= matches!(e, ApiError::SoldOut(_));
+                d.answers.push(Some(Err(e)));
+            }
+        }
+    }
+    d
+}
+
+/// Which of `users` hold an order in the sale: one probe of the (sale_id,
+/// user_id) key per buyer, forced by the correlated LATERAL. The statistics
+/// of a sale that is filling fast (a few rows at the last ANALYZE, thousands
+/// now) otherwise lead the planner to read every order of the sale and match
+/// the batch against them, under the lock, at a cost that grows with each
+/// batch (`user_id = any($2)` as a filter, or a hash join). Not a prepared
+/// statement either, so a plan made while the table was nearly empty does not
+/// stay with the connection.
+async fn read_held(
+    tx: &mut sqlx::PgConnection,
+    sale_id: i64,
+    users: &[i64],
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select b.user_id
+           from unnest($2::bigint[]) as b(user_id)
+          cross join lateral (select 1 from purchase_order o
+                               where o.sale_id = $1 and o.user_id = b.user_id
+                               limit 1) held",
+    )
+    .bind(sale_id)
+    .bind(users)
+    .persistent(false)
+    .fetch_all(tx)
+    .await
 }
 
 #[derive(sqlx::FromRow)]

@@ -142,6 +142,30 @@ async fn a_buyer_with_an_order_in_the_table_is_refused_in_a_batch() {
     assert!(live.is_known_buyer(u[0].id), "repeat buyers are remembered");
 }
 
+/// A holder the batch could not know of takes no unit from the others: with
+/// stock for two, a batch of the holder and three buyers sells to the first
+/// two buyers and refuses only the third.
+#[tokio::test]
+async fn a_holder_in_a_batch_that_sells_out_takes_no_unit_from_the_others() {
+    let app = spawn_app().await;
+    let sale = app.create_sale(-60, 3600, 3, 1).await["id"]
+        .as_i64()
+        .unwrap();
+    let u = app.create_customers(4).await;
+    app.buy(sale, &u[0], 1).await;
+    // A board of another instance, which has not seen that purchase.
+    let live = Board::new(app.pool.clone()).get(sale).await.unwrap();
+
+    let batch: Vec<(i64, i32)> = u.iter().map(|x| (x.id, 1)).collect();
+    let answers = serve_batch(&app.pool, &live, &batch).await;
+
+    assert_eq!(
+        answers.iter().map(code).collect::<Vec<_>>(),
+        ["already_purchased", "created", "created", "sold_out"]
+    );
+    assert_eq!(counters(&app, sale).await, (3, 0, 3));
+}
+
 #[tokio::test]
 async fn a_failed_batch_writes_nothing_and_answers_busy_then_a_retry_succeeds() {
     // Arrange: a trigger that fails every order insert of one buyer makes the
