@@ -11,7 +11,7 @@
 //! across instances and restarts; concurrent tries wait on the key and find
 //! it taken. Each scheduler tick runs the latest due period if it has not
 //! run yet, so a run missed while every server was down happens on the next
-//! start.
+//! start; periods that ended before the database was set up are skipped.
 
 use std::time::Duration;
 
@@ -37,6 +37,13 @@ pub struct Period {
     pub key: String,
     pub from: DateTime<Utc>,
     pub until: DateTime<Utc>,
+}
+
+impl Period {
+    /// The whole window lies before `t`.
+    pub fn ended_before(&self, t: DateTime<Utc>) -> bool {
+        self.until <= t
+    }
 }
 
 /// What asking for a run did.
@@ -287,11 +294,20 @@ pub async fn schedule(pool: PgPool, times: JobTimes) {
 }
 
 async fn tick(pool: &PgPool, times: &JobTimes) -> sqlx::Result<()> {
-    // The database's clock, like every other time rule.
-    let now: DateTime<Utc> = sqlx::query_scalar("select now()").fetch_one(pool).await?;
+    // The database's clock, like every other time rule, and when the shop's
+    // database was set up: a period that ended before then had nothing to
+    // report, so a new shop does not start with a catch-up of empty reports.
+    let (now, installed): (DateTime<Utc>, Option<DateTime<Utc>>) =
+        sqlx::query_as("select now(), (select min(installed_on) from _sqlx_migrations)")
+            .fetch_one(pool)
+            .await?;
     for job in Job::ALL {
         let at = job.due(times, now);
-        let key = job.period(at).key;
+        let period = job.period(at);
+        if installed.is_some_and(|i| period.ended_before(i)) {
+            continue;
+        }
+        let key = period.key;
         let done: bool = sqlx::query_scalar(
             "select exists (select 1 from job_run where job = $1 and period = $2)",
         )
@@ -384,6 +400,20 @@ mod tests {
             (p.from, p.until),
             (utc(2026, 2, 28, 9, 0), utc(2026, 3, 1, 9, 0))
         );
+    }
+
+    #[test]
+    fn a_new_shop_skips_periods_that_ended_before_it_was_set_up() {
+        let installed = utc(2026, 11, 21, 1, 30);
+        let digest = Job::SellerDailyDigest.period(utc(2026, 11, 21, 6, 0));
+        assert!(digest.ended_before(installed), "yesterday had no shop");
+        let next = Job::SellerDailyDigest.period(utc(2026, 11, 22, 6, 0));
+        assert!(
+            !next.ended_before(installed),
+            "the first day of the shop is reported"
+        );
+        let report = Job::SellerMonthlyReport.period(utc(2026, 11, 1, 7, 0));
+        assert!(report.ended_before(installed));
     }
 
     #[test]

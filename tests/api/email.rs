@@ -225,8 +225,13 @@ async fn the_daily_digest_runs_once_across_instances_and_restarts() {
     // A seller whose products sold nothing gets no digest.
     let idle = app.create_user(Role::Seller).await;
     app.create_product_by(&idle, 500).await;
-    // The orders were placed "yesterday".
+    // The orders were placed "yesterday", in a shop set up long before
+    // (periods that ended before the set-up are never caught up).
     sqlx::query("update purchase_order set created_at = created_at - interval '1 day'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("update _sqlx_migrations set installed_on = installed_on - interval '40 days'")
         .execute(&app.pool)
         .await
         .unwrap();
