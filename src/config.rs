@@ -242,26 +242,6 @@ impl Config {
         let mut errors = Vec::new();
         let defaults = AppSettings::default();
 
-        fn num<T: std::str::FromStr>(
-            get: &impl Fn(&str) -> Option<String>,
-            errors: &mut Vec<String>,
-            key: &str,
-            default: T,
-            ok: impl Fn(&T) -> bool,
-            expect: &str,
-        ) -> T {
-            match get(key) {
-                None => default,
-                Some(raw) => match raw.trim().parse::<T>() {
-                    Ok(v) if ok(&v) => v,
-                    _ => {
-                        errors.push(format!("{key}={raw:?} is not {expect}"));
-                        default
-                    }
-                },
-            }
-        }
-
         let database = match get("DATABASE_URL") {
             Some(url) => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -447,6 +427,28 @@ impl Config {
     }
 }
 
+/// The value of `key` parsed as a `T` that satisfies `ok`; otherwise the
+/// problem (`is not {expect}`) is added to `errors` and `default` returned.
+fn num<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+    key: &str,
+    default: T,
+    ok: impl Fn(&T) -> bool,
+    expect: &str,
+) -> T {
+    match get(key) {
+        None => default,
+        Some(raw) => match raw.trim().parse::<T>() {
+            Ok(v) if ok(&v) => v,
+            _ => {
+                errors.push(format!("{key}={raw:?} is not {expect}"));
+                default
+            }
+        },
+    }
+}
+
 /// `true`/`false` (also `1`/`0`, `yes`/`no`).
 fn flag(
     get: &impl Fn(&str) -> Option<String>,
@@ -472,16 +474,15 @@ fn email_settings(
 ) -> EmailSettings {
     let d = EmailSettings::default();
     let mut number = |key: &str, default: u64, min: u64, max: u64| -> u64 {
-        match get(key) {
-            None => default,
-            Some(raw) => match raw.trim().parse::<u64>() {
-                Ok(v) if (min..=max).contains(&v) => v,
-                _ => {
-                    errors.push(format!("{key}={raw:?} is not a number in {min}..={max}"));
-                    default
-                }
-            },
-        }
+        let expect = format!("a number in {min}..={max}");
+        num(
+            get,
+            errors,
+            key,
+            default,
+            |v| (min..=max).contains(v),
+            &expect,
+        )
     };
     let rate = number("EMAIL_RATE_PER_SEC", 100, 1, 100_000) as u32;
     let burst = number("EMAIL_BURST", 10, 1, 100_000) as u32;

@@ -220,17 +220,14 @@ pub async fn run(
     })
 }
 
-/// Per seller with orders in the window: one line per product that sold.
-/// Products are visited one by one through the "orders of a product by day"
+/// One row per product of an active seller, with its orders in the window
+/// (`$2`, `$3`), visited one by one through the "orders of a product by day"
 /// index.
-const DIGEST_SQL: &str = "
-insert into outbox (kind, user_id, payload)
-select 'seller_daily_digest', p.seller_id,
-       jsonb_build_object('period', $1::text, 'lines',
-           jsonb_agg(jsonb_build_object('product', p.name, 'currency', p.currency,
-                                        'orders', l.orders, 'units', l.units,
-                                        'revenue_cents', l.revenue)
-                     order by l.revenue desc, p.id))
+macro_rules! product_lines {
+    ($select:literal, $where:literal) => {
+        concat!(
+            $select,
+            "
   from product p
   join app_user s on s.id = p.seller_id and s.disabled_at is null
   cross join lateral (
@@ -238,11 +235,30 @@ select 'seller_daily_digest', p.seller_id,
              coalesce(sum(o.total_cents), 0) as revenue
         from purchase_order o
        where o.product_id = p.id and o.created_at >= $2 and o.created_at < $3) l
- where l.orders > 0
- group by p.seller_id";
+",
+            $where,
+            "
+ group by p.seller_id"
+        )
+    };
+}
+
+/// Per seller with orders in the window: one line per product that sold.
+const DIGEST_SQL: &str = product_lines!(
+    "
+insert into outbox (kind, user_id, payload)
+select 'seller_daily_digest', p.seller_id,
+       jsonb_build_object('period', $1::text, 'lines',
+           jsonb_agg(jsonb_build_object('product', p.name, 'currency', p.currency,
+                                        'orders', l.orders, 'units', l.units,
+                                        'revenue_cents', l.revenue)
+                     order by l.revenue desc, p.id))",
+    " where l.orders > 0"
+);
 
 /// Per seller with products: the month's lines (possibly none).
-const REPORT_SQL: &str = "
+const REPORT_SQL: &str = product_lines!(
+    "
 insert into outbox (kind, user_id, payload)
 select 'seller_monthly_report', p.seller_id,
        jsonb_build_object('period', $1::text, 'lines',
@@ -250,15 +266,9 @@ select 'seller_monthly_report', p.seller_id,
                                                  'orders', l.orders, 'units', l.units,
                                                  'revenue_cents', l.revenue)
                               order by l.revenue desc, p.id) filter (where l.orders > 0),
-                    '[]'::jsonb))
-  from product p
-  join app_user s on s.id = p.seller_id and s.disabled_at is null
-  cross join lateral (
-      select count(*) as orders, coalesce(sum(o.quantity), 0) as units,
-             coalesce(sum(o.total_cents), 0) as revenue
-        from purchase_order o
-       where o.product_id = p.id and o.created_at >= $2 and o.created_at < $3) l
- group by p.seller_id";
+                    '[]'::jsonb))",
+    ""
+);
 
 /// To every customer with a verified address who has not opted out: the
 /// products added in the window, starting no earlier than where the previous
