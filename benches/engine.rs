@@ -53,7 +53,7 @@ fn codec(c: &mut Criterion) {
                 .expect("valid")
         })
     });
-    let order = flashsale::orders::Order {
+    let order = flashsale::db::orders::Order {
         id: 123_456,
         number: "2026-11-001234".into(),
         sale_id: 7,

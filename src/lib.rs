@@ -5,11 +5,9 @@
 
 /// Accounts, JWT access tokens, refresh tokens, passwords.
 pub mod auth;
-/// Products and sell counts.
-pub mod catalog;
 /// Typed settings read from the environment.
 pub mod config;
-/// The connection pool and migrations.
+/// The pool, migrations, and each resource's types and SQL.
 pub mod db;
 /// Input types that validate themselves.
 pub mod domain;
@@ -21,26 +19,26 @@ pub mod embedded_pg;
 pub mod error;
 /// Request extractors that fail with API errors.
 pub mod extract;
+/// Per-process rate limits.
+pub mod limits;
 /// Live sale state in memory, kept in step across instances.
 pub mod live;
 /// Prometheus metrics.
 pub mod metrics;
 /// The OpenAPI document.
 pub mod openapi;
-/// Orders and revenue.
-pub mod orders;
 /// The purchase engine.
 pub mod purchase;
 /// HTTP handlers.
 pub mod routes;
 /// The `flashsale` command line.
 pub mod run;
-/// Sales and their state by the database clock.
-pub mod sales;
 /// Demo data.
 pub mod seed;
-/// Building and running the HTTP server.
+/// Building and running the HTTP server (the composition root).
 pub mod startup;
+/// The state shared by every handler.
+pub mod state;
 /// Logging.
 pub mod telemetry;
 /// The shop's pages and their assets, served from the binary.

@@ -9,9 +9,9 @@
 //! The database stays the only authority for a success: the board may only
 //! ever be *behind* it in a way that sends a request on to the database, never
 //! in a way that refuses one that could succeed. Remaining stock only falls
-//! once a sale has started, and every change is broadcast to all instances by
-//! `NOTIFY flashsale_sale` (`<id>` after an admin change: reload; `<id>:<n>`
-//! after a purchase: `n` remain). Times are judged by an estimate of the
+//! once a sale has started, and every change is broadcast to all instances on
+//! the sales channel ([`crate::db::sales::Announcement`]: reload after an
+//! admin change; the remaining stock after a purchase). Times are judged by an estimate of the
 //! database clock, and requests within [`BOUNDARY_MARGIN`] of a window edge
 //! always go to the database.
 
@@ -24,11 +24,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::db::sales::{Announcement, SaleState, SaleStatus};
 use crate::error::ApiError;
-use crate::sales::{SaleState, SaleStatus};
-
-/// The channel on which sale changes are announced.
-pub const CHANNEL: &str = "flashsale_sale";
 
 /// Requests this close to `starts_at` or `ends_at` (by the estimated database
 /// clock) are always decided by the database.
@@ -252,21 +249,17 @@ impl Board {
         false
     }
 
-    /// Applies an announcement from the `flashsale_sale` channel.
+    /// Applies an announcement from the sales channel
+    /// ([`crate::db::sales::CHANNEL`]).
     pub async fn apply(&self, payload: &str) {
-        match payload.split_once(':') {
-            Some((id, n)) => {
-                if let (Ok(id), Ok(n)) = (id.parse::<i64>(), n.parse::<i64>()) {
-                    if let Some(live) = self.cached(id) {
-                        live.set_remaining(n);
-                    }
+        match Announcement::parse(payload) {
+            Some(Announcement::Remaining { sale_id, remaining }) => {
+                if let Some(live) = self.cached(sale_id) {
+                    live.set_remaining(remaining);
                 }
             }
-            None => {
-                if let Ok(id) = payload.parse::<i64>() {
-                    self.reload(id).await;
-                }
-            }
+            Some(Announcement::Changed(id)) => self.reload(id).await,
+            None => tracing::warn!(payload, "unreadable sale announcement"),
         }
     }
 

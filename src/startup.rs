@@ -6,43 +6,16 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
 use actix_web::{web, App, HttpResponse, HttpServer};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sqlx::PgPool;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::cache::AuthCache;
-use crate::auth::JwtKeys;
-use crate::config::{AppSettings, Rate};
+use crate::auth::AuthContext;
+use crate::config::AppSettings;
 use crate::email::outbox::Mailer;
 use crate::error::ApiError;
-use crate::live::Board;
-use crate::metrics::Metrics;
-use crate::purchase::PurchaseEngine;
-
-/// Everything a handler may need, shared by all workers.
-pub struct AppState {
-    pub pool: PgPool,
-    pub settings: AppSettings,
-    pub jwt: JwtKeys,
-    pub engine: PurchaseEngine,
-    /// Live sale state: status, SSE, fail-fast refusals.
-    pub board: Arc<Board>,
-    /// Users and revoked tokens, kept in step across instances.
-    pub auth_cache: AuthCache,
-    /// Purchase attempts per user (per process).
-    pub purchase_limiter: DefaultKeyedRateLimiter<i64>,
-    /// Login, register and refresh attempts per client IP (per process).
-    pub auth_limiter: DefaultKeyedRateLimiter<IpAddr>,
-    pub metrics: Metrics,
-    /// Base of the links in emails (`PUBLIC_URL`, or this server's address).
-    pub public_url: String,
-    /// Turns true when the server starts to stop: long-lived streams (SSE)
-    /// end then, so a graceful stop need not wait out every open sale page.
-    pub closing: tokio::sync::watch::Sender<bool>,
-}
-
-fn limiter<K: std::hash::Hash + Eq + Clone>(rate: Rate) -> DefaultKeyedRateLimiter<K> {
-    RateLimiter::keyed(Quota::per_second(rate.per_second).allow_burst(rate.burst))
-}
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
 
 /// Where and how to listen.
 #[derive(Clone, Debug)]
@@ -60,6 +33,7 @@ pub struct Application {
     port: u16,
     server: Server,
     state: web::Data<AppState>,
+    auth: web::Data<AuthContext>,
     handle_signals: bool,
 }
 
@@ -95,27 +69,16 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| own_url(&listen.host, port));
-        let board = Board::new(pool.clone());
-        let state = web::Data::new(AppState {
-            jwt: JwtKeys::new(jwt_secret, settings.access_token_ttl),
-            engine: PurchaseEngine::new(pool.clone(), board.clone(), settings.purchase),
-            board,
-            auth_cache: AuthCache::default(),
-            purchase_limiter: limiter(settings.purchase_rate),
-            auth_limiter: limiter(settings.auth_rate),
-            metrics: Metrics::new(),
-            public_url,
-            closing: tokio::sync::watch::channel(false).0,
-            settings,
-            pool,
-        });
+        let auth = web::Data::new(AuthContext::new(pool.clone(), &settings, jwt_secret));
+        let state = web::Data::new(AppState::new(pool, settings, public_url));
         // Revoked tokens are checked in memory: load them before serving.
-        state.auth_cache.resync(&state.pool).await?;
+        auth.cache.resync(&auth.pool).await?;
 
-        let data = state.clone();
+        let (data, auth_data) = (state.clone(), auth.clone());
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(auth_data.clone())
                 .wrap_fn(|req, srv| {
                     // Count and time every request by its route pattern.
                     let start = Instant::now();
@@ -148,6 +111,8 @@ impl Application {
                     crate::telemetry::RequestSpan,
                 >::new())
                 .configure(crate::routes::config)
+                // The OpenAPI document and its UI, served from the binary.
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::NotFound("no such route"))
                 }))
@@ -165,6 +130,7 @@ impl Application {
             port,
             server,
             state,
+            auth,
             handle_signals: listen.handle_signals,
         })
     }
@@ -191,9 +157,10 @@ impl Application {
     /// requests, with upkeep tasks running beside it.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let state = self.state.clone().into_inner();
+        let auth = self.auth.clone().into_inner();
         let mut tasks = vec![
-            tokio::spawn(upkeep(Arc::clone(&state))),
-            tokio::spawn(listen(Arc::clone(&state))),
+            tokio::spawn(upkeep(Arc::clone(&state), Arc::clone(&auth))),
+            tokio::spawn(listen(Arc::clone(&state), auth)),
         ];
         // actix-web stops on SIGINT/SIGTERM by itself; this only ends the
         // event streams it would otherwise wait for until its timeout.
@@ -260,13 +227,13 @@ async fn close_streams_on_signal(state: web::Data<AppState>) {
 /// Periodic housekeeping: drop expired token revocations, old sent emails
 /// and spent email tokens, and forget idle rate-limiter keys so memory stays
 /// bounded.
-async fn upkeep(state: Arc<AppState>) {
+async fn upkeep(state: Arc<AppState>, auth: Arc<AuthContext>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
         state.purchase_limiter.retain_recent();
-        state.auth_cache.prune();
-        state.auth_limiter.retain_recent();
+        auth.cache.prune();
+        auth.limiter.retain_recent();
         if let Err(e) = crate::auth::service::sweep_expired(&state.pool).await {
             tracing::warn!(error = %e, "sweeping expired tokens failed");
         }
@@ -280,7 +247,7 @@ async fn upkeep(state: Arc<AppState>) {
 /// sale changes to the live board, logouts and user changes to the auth
 /// cache. After a lost connection both are brought back in step from the
 /// database, since announcements sent meanwhile are gone.
-async fn listen(state: Arc<AppState>) {
+async fn listen(state: Arc<AppState>, auth: Arc<AuthContext>) {
     use sqlx::postgres::PgListener;
     loop {
         let mut listener = match PgListener::connect_with(&state.pool).await {
@@ -292,22 +259,22 @@ async fn listen(state: Arc<AppState>) {
             }
         };
         if let Err(e) = listener
-            .listen_all([crate::live::CHANNEL, crate::auth::cache::CHANNEL])
+            .listen_all([crate::db::sales::CHANNEL, crate::auth::cache::CHANNEL])
             .await
         {
             tracing::warn!(error = %e, "LISTEN failed; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        resync(&state).await;
+        resync(&state, &auth).await;
         loop {
             match listener.try_recv().await {
-                Ok(Some(n)) if n.channel() == crate::live::CHANNEL => {
+                Ok(Some(n)) if n.channel() == crate::db::sales::CHANNEL => {
                     state.board.apply(n.payload()).await
                 }
-                Ok(Some(n)) => state.auth_cache.apply(n.payload()),
+                Ok(Some(n)) => auth.cache.apply(n.payload()),
                 // The connection was lost (it reconnects on the next call).
-                Ok(None) => resync(&state).await,
+                Ok(None) => resync(&state, &auth).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "listening failed; reconnecting");
                     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -318,9 +285,9 @@ async fn listen(state: Arc<AppState>) {
     }
 }
 
-async fn resync(state: &AppState) {
+async fn resync(state: &AppState, auth: &AuthContext) {
     state.board.reload_all().await;
-    if let Err(e) = state.auth_cache.resync(&state.pool).await {
+    if let Err(e) = auth.cache.resync(&auth.pool).await {
         tracing::warn!(error = %e, "reloading revoked tokens failed");
     }
 }

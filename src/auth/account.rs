@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::cache::{announce, Announcement};
 use super::service::{hash_token, random_token};
 use crate::domain::Password;
 use crate::error::ApiError;
@@ -87,8 +88,9 @@ pub async fn request_reset(pool: &PgPool, email: &str, ttl: Duration) -> Result<
 
 /// Sets a new password with a reset token, which dies in the same
 /// transaction, and signs the account out everywhere (its refresh tokens are
-/// revoked; access tokens already issued live out their short lifetime).
-/// Returns the account's id.
+/// revoked; access tokens already issued live out their short lifetime), and
+/// every instance forgets what it cached of the account. Returns the
+/// account's id.
 pub async fn reset_password(
     pool: &PgPool,
     token: &str,
@@ -127,6 +129,7 @@ pub async fn reset_password(
     .bind(user)
     .execute(&mut *tx)
     .await?;
+    announce(&mut *tx, Announcement::UserChanged(user)).await?;
     tx.commit().await?;
     Ok(user)
 }

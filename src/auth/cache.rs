@@ -13,13 +13,52 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::Role;
 
-/// The channel on which auth changes are announced.
+/// The channel on which auth changes are announced. [`announce`] is the one
+/// place that writes to it, and [`AuthCache::apply`] the one that reads it.
 pub const CHANNEL: &str = "flashsale_auth";
+
+/// A change every instance must hear of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announcement {
+    /// An access token was logged out; `exp` is its expiry (unix seconds).
+    Revoked { jti: Uuid, exp: i64 },
+    /// A user's role, status or password changed: forget what is cached.
+    UserChanged(i64),
+}
+
+impl Announcement {
+    fn payload(&self) -> String {
+        match self {
+            Announcement::Revoked { jti, exp } => format!("jti:{jti}:{exp}"),
+            Announcement::UserChanged(id) => format!("user:{id}"),
+        }
+    }
+
+    fn parse(payload: &str) -> Option<Announcement> {
+        if let Some(rest) = payload.strip_prefix("jti:") {
+            let (jti, exp) = rest.split_once(':')?;
+            Some(Announcement::Revoked {
+                jti: jti.parse().ok()?,
+                exp: exp.parse().ok()?,
+            })
+        } else {
+            let id = payload.strip_prefix("user:")?;
+            Some(Announcement::UserChanged(id.parse().ok()?))
+        }
+    }
+}
+
+/// Announces a change to every instance (this one included). Inside a
+/// transaction the announcement is sent when it commits, and never if it
+/// rolls back.
+pub async fn announce(conn: impl PgExecutor<'_>, a: Announcement) -> Result<(), sqlx::Error> {
+    crate::db::notify(conn, CHANNEL, &a.payload()).await
+}
 
 /// How long a user's role and status are trusted without asking again (a
 /// bound for the case where an announcement is lost without the connection
@@ -87,16 +126,10 @@ impl AuthCache {
 
     /// Applies an announcement.
     pub fn apply(&self, payload: &str) {
-        if let Some(jti) = payload.strip_prefix("jti:") {
-            if let Some((jti, exp)) = jti.split_once(':') {
-                if let (Ok(jti), Ok(exp)) = (jti.parse::<Uuid>(), exp.parse::<i64>()) {
-                    self.revoke(jti, exp);
-                }
-            }
-        } else if let Some(id) = payload.strip_prefix("user:") {
-            if let Ok(id) = id.parse::<i64>() {
-                self.forget_user(id);
-            }
+        match Announcement::parse(payload) {
+            Some(Announcement::Revoked { jti, exp }) => self.revoke(jti, exp),
+            Some(Announcement::UserChanged(id)) => self.forget_user(id),
+            None => tracing::warn!(payload, "unreadable auth announcement"),
         }
     }
 
@@ -128,5 +161,25 @@ impl AuthCache {
         if let Ok(mut u) = self.users.write() {
             u.retain(|_, c| c.at.elapsed() < USER_TTL);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_read_back_as_written() {
+        for a in [
+            Announcement::Revoked {
+                jti: Uuid::new_v4(),
+                exp: 1_900_000_000,
+            },
+            Announcement::UserChanged(42),
+        ] {
+            assert_eq!(Announcement::parse(&a.payload()), Some(a));
+        }
+        assert_eq!(Announcement::parse("user:x"), None);
+        assert_eq!(Announcement::parse("jti:nope"), None);
     }
 }

@@ -13,9 +13,8 @@ use std::pin::Pin;
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
 use uuid::Uuid;
 
-use super::Role;
+use super::{AuthContext, Role};
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// An authenticated request's user.
 #[derive(Clone, Debug)]
@@ -49,19 +48,19 @@ impl FromRequest for AuthUser {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
-        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let ctx = req.app_data::<web::Data<AuthContext>>().cloned();
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
+            let ctx = ctx.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no auth context")))?;
             let token = token?;
-            let claims = state.jwt.verify(&token)?;
+            let claims = ctx.jwt.verify(&token)?;
             let id: i64 = claims
                 .sub
                 .parse()
                 .map_err(|_| ApiError::Unauthorized("the access token is not valid"))?;
-            if state.auth_cache.is_revoked(&claims.jti) {
+            if ctx.cache.is_revoked(&claims.jti) {
                 return Err(ApiError::TokenRevoked);
             }
-            let (role, disabled) = match state.auth_cache.user(id) {
+            let (role, disabled) = match ctx.cache.user(id) {
                 Some(known) => known,
                 None => {
                     let row: Option<(String, bool, bool)> = sqlx::query_as(
@@ -71,7 +70,7 @@ impl FromRequest for AuthUser {
                     )
                     .bind(id)
                     .bind(claims.jti)
-                    .fetch_optional(&state.pool)
+                    .fetch_optional(&ctx.pool)
                     .await?;
                     let Some((role, disabled, revoked)) = row else {
                         return Err(ApiError::Unauthorized(
@@ -79,13 +78,13 @@ impl FromRequest for AuthUser {
                         ));
                     };
                     if revoked {
-                        state.auth_cache.revoke(claims.jti, claims.exp);
+                        ctx.cache.revoke(claims.jti, claims.exp);
                         return Err(ApiError::TokenRevoked);
                     }
                     let role = Role::parse(&role).ok_or_else(|| {
                         ApiError::Internal(anyhow::anyhow!("unknown role {role:?}"))
                     })?;
-                    state.auth_cache.put_user(id, role, disabled);
+                    ctx.cache.put_user(id, role, disabled);
                     (role, disabled)
                 }
             };
@@ -133,11 +132,11 @@ impl FromRequest for Shopper {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready((|| {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
-            let claims = state.jwt.verify(&bearer(req)?)?;
-            if state.auth_cache.is_revoked(&claims.jti) {
+            let ctx = req
+                .app_data::<web::Data<AuthContext>>()
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no auth context")))?;
+            let claims = ctx.jwt.verify(&bearer(req)?)?;
+            if ctx.cache.is_revoked(&claims.jti) {
                 return Err(ApiError::TokenRevoked);
             }
             let id = claims

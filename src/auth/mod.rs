@@ -3,11 +3,14 @@
 
 pub mod account;
 pub mod cache;
+pub mod context;
 pub mod extractor;
 pub mod jwt;
 pub mod password;
 pub mod service;
+pub mod users;
 
+pub use context::AuthContext;
 pub use extractor::{AuthUser, Shopper};
 pub use jwt::{Claims, JwtKeys};
 

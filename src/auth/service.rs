@@ -6,10 +6,10 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{password, AuthUser, Role};
+use super::cache::{announce, Announcement};
+use super::{password, AuthContext, AuthUser, Role};
 use crate::domain::{Email, Password, Username};
 use crate::error::ApiError;
-use crate::startup::AppState;
 
 /// A user as the API shows it.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -38,12 +38,12 @@ const USER_COLUMNS: &str = "id, username, email, role, created_at";
 
 /// Creates a customer account and signs it in.
 pub async fn register(
-    state: &AppState,
+    ctx: &AuthContext,
     username: Username,
     email: Email,
     password: Password,
 ) -> Result<Session, ApiError> {
-    let hash = password::hash(password.into_inner(), state.settings.bcrypt_cost).await?;
+    let hash = password::hash(password.into_inner(), ctx.bcrypt_cost).await?;
     // The account, its verification token and the email carrying it commit
     // together, in one statement.
     let token = random_token();
@@ -64,16 +64,16 @@ pub async fn register(
     .bind(email.as_str())
     .bind(hash)
     .bind(hash_token(&token))
-    .bind(state.settings.email.verify_token_ttl.as_secs_f64())
+    .bind(ctx.verify_token_ttl.as_secs_f64())
     .bind(&token)
-    .fetch_one(&state.pool)
+    .fetch_one(&ctx.pool)
     .await?;
-    issue_session(state, user).await
+    issue_session(ctx, user).await
 }
 
 /// Checks a username (or email) and password. Unknown users and wrong
 /// passwords get the same answer, after the same amount of work.
-pub async fn login(state: &AppState, login: &str, pw: String) -> Result<Session, ApiError> {
+pub async fn login(ctx: &AuthContext, login: &str, pw: String) -> Result<Session, ApiError> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
@@ -88,10 +88,10 @@ pub async fn login(state: &AppState, login: &str, pw: String) -> Result<Session,
           limit 1"
     ))
     .bind(login)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&ctx.pool)
     .await?;
     let Some(row) = row else {
-        password::verify_dummy(pw, state.settings.bcrypt_cost).await?;
+        password::verify_dummy(pw, ctx.bcrypt_cost).await?;
         return Err(ApiError::InvalidCredentials);
     };
     if !password::verify(pw, row.password_hash).await? {
@@ -100,12 +100,12 @@ pub async fn login(state: &AppState, login: &str, pw: String) -> Result<Session,
     if row.disabled {
         return Err(ApiError::Forbidden("this account is disabled"));
     }
-    issue_session(state, row.user).await
+    issue_session(ctx, row.user).await
 }
 
 /// Trades a refresh token for a new pair. The old refresh token dies in the
 /// same statement that finds it, so it can be used once only.
-pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<Session, ApiError> {
+pub async fn refresh(ctx: &AuthContext, refresh_token: &str) -> Result<Session, ApiError> {
     let user: Option<User> = sqlx::query_as(&format!(
         "with used as (
              update refresh_token set revoked_at = now()
@@ -115,15 +115,16 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> Result<Session, A
           where id = (select user_id from used) and disabled_at is null"
     ))
     .bind(hash_token(refresh_token))
-    .fetch_optional(&state.pool)
+    .fetch_optional(&ctx.pool)
     .await?;
     let user = user.ok_or(ApiError::Unauthorized("the refresh token is not valid"))?;
-    issue_session(state, user).await
+    issue_session(ctx, user).await
 }
 
-/// Revokes the access token in use and every refresh token issued with it.
-pub async fn logout(pool: &PgPool, user: &AuthUser) -> Result<(), ApiError> {
-    let mut tx = pool.begin().await?;
+/// Revokes the access token in use and every refresh token issued with it,
+/// here at once and on the other instances when they hear of it.
+pub async fn logout(ctx: &AuthContext, user: &AuthUser) -> Result<(), ApiError> {
+    let mut tx = ctx.pool.begin().await?;
     sqlx::query(
         "insert into revoked_token (jti, user_id, expires_at)
          values ($1, $2, to_timestamp($3)) on conflict (jti) do nothing",
@@ -140,12 +141,10 @@ pub async fn logout(pool: &PgPool, user: &AuthUser) -> Result<(), ApiError> {
     .execute(&mut *tx)
     .await?;
     // Every instance learns of the revocation once this commits.
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(super::cache::CHANNEL)
-        .bind(format!("jti:{}:{}", user.jti, user.exp))
-        .execute(&mut *tx)
-        .await?;
+    let (jti, exp) = (user.jti, user.exp);
+    announce(&mut *tx, Announcement::Revoked { jti, exp }).await?;
     tx.commit().await?;
+    ctx.cache.revoke(jti, exp);
     Ok(())
 }
 
@@ -175,10 +174,10 @@ pub async fn sweep_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
     Ok(a + b)
 }
 
-async fn issue_session(state: &AppState, user: User) -> Result<Session, ApiError> {
+async fn issue_session(ctx: &AuthContext, user: User) -> Result<Session, ApiError> {
     let role = Role::parse(&user.role)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {:?}", user.role)))?;
-    let (access_token, claims) = state.jwt.issue(user.id, role)?;
+    let (access_token, claims) = ctx.jwt.issue(user.id, role)?;
     let refresh_token = random_token();
     sqlx::query(
         "insert into refresh_token (id, user_id, token_hash, access_jti, expires_at)
@@ -188,15 +187,15 @@ async fn issue_session(state: &AppState, user: User) -> Result<Session, ApiError
     .bind(user.id)
     .bind(hash_token(&refresh_token))
     .bind(claims.jti)
-    .bind(state.settings.refresh_token_ttl.as_secs() as f64)
-    .execute(&state.pool)
+    .bind(ctx.refresh_token_ttl.as_secs() as f64)
+    .execute(&ctx.pool)
     .await?;
     Ok(Session {
         user,
         access_token,
         refresh_token,
         token_type: "Bearer",
-        expires_in: state.jwt.ttl().as_secs(),
+        expires_in: ctx.jwt.ttl().as_secs(),
     })
 }
 

@@ -14,7 +14,8 @@
 //!    `sell_count` incremented, locking sale then product, always in that order;
 //! 7. commit. Nothing slow runs while the lock is held.
 //!
-//! Two engines apply these rules ([`PurchaseMode`]):
+//! The rules themselves are in [`rules`]; two engines apply them
+//! ([`PurchaseMode`]):
 //!
 //! - `per_purchase`: one transaction per buyer ([`single`]).
 //! - `combined` (default): one task per sale queues its buyers and serves all
@@ -27,17 +28,18 @@
 //! mid-request cannot cut a transaction short.
 
 mod combiner;
+pub mod rules;
 mod single;
 
 use std::sync::Arc;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::config::{PurchaseMode, PurchaseSettings};
+use crate::db::orders::Order;
 use crate::domain::Quantity;
 use crate::error::ApiError;
 use crate::live::{Board, LiveSale, BOUNDARY_MARGIN};
-use crate::orders::Order;
 
 pub use combiner::{serve_batch, Combiner};
 
@@ -141,87 +143,4 @@ fn fail_fast(board: &Board, live: &Arc<LiveSale>, req: PurchaseRequest) -> Resul
         }
     }
     Ok(())
-}
-
-/// The sale row as read under its lock.
-#[derive(sqlx::FromRow)]
-struct LockedSale {
-    product_id: i64,
-    remaining: i64,
-    price_cents: i64,
-    per_user_limit: i32,
-    cancelled: bool,
-    not_started: bool,
-    ended: bool,
-}
-
-/// Step 1: lock the sale row and read it, with the window judged by `now()`.
-async fn lock_sale(conn: &mut PgConnection, sale_id: i64) -> Result<LockedSale, ApiError> {
-    sqlx::query_as(
-        "select product_id, remaining, price_cents, per_user_limit,
-                cancelled_at is not null as cancelled,
-                now() < starts_at as not_started,
-                now() >= ends_at as ended
-           from sale where id = $1 for update",
-    )
-    .bind(sale_id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or(ApiError::NotFound("no such sale"))
-}
-
-/// Step 2: the refusal that applies to every buyer of the sale right now.
-fn window_error(sale: &LockedSale) -> Option<ApiError> {
-    if sale.cancelled {
-        Some(ApiError::SaleCancelled)
-    } else if sale.not_started {
-        Some(ApiError::SaleNotStarted)
-    } else if sale.ended {
-        Some(ApiError::SaleEnded)
-    } else {
-        None
-    }
-}
-
-/// What happens to one buyer.
-enum Decision {
-    Accept,
-    Refuse(ApiError),
-}
-
-/// What the database says of one buyer, read under the sale's lock.
-#[derive(Clone, Copy, Debug)]
-struct BuyerFacts {
-    /// The account exists (a token outlives nothing, but is only trusted here).
-    exists: bool,
-    disabled: bool,
-    /// Has no verified email address while purchases require one.
-    unverified: bool,
-    /// Holds an order in this sale.
-    already: bool,
-}
-
-/// Steps 3 to 5 for one buyer, given what the database says of them and the
-/// stock left before them. The account is checked first: a purchase's token
-/// is trusted for its signature only, and the account is read here.
-fn decide(buyer: BuyerFacts, qty: i32, per_user_limit: i32, remaining: i64) -> Decision {
-    if !buyer.exists {
-        Decision::Refuse(ApiError::Unauthorized(
-            "the account of this token no longer exists",
-        ))
-    } else if buyer.disabled {
-        Decision::Refuse(ApiError::Forbidden("this account is disabled"))
-    } else if buyer.unverified {
-        Decision::Refuse(ApiError::EmailNotVerified)
-    } else if buyer.already {
-        Decision::Refuse(ApiError::AlreadyPurchased)
-    } else if qty > per_user_limit {
-        Decision::Refuse(ApiError::QuantityExceedsLimit(per_user_limit))
-    } else if remaining == 0 {
-        Decision::Refuse(ApiError::SoldOut("sold out".into()))
-    } else if i64::from(qty) > remaining {
-        Decision::Refuse(ApiError::SoldOut(format!("only {remaining} left")))
-    } else {
-        Decision::Accept
-    }
 }

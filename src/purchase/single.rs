@@ -2,9 +2,10 @@
 
 use sqlx::PgPool;
 
-use super::{decide, lock_sale, window_error, BuyerFacts, Decision, PurchaseRequest};
+use super::rules::{decide, lock_sale, window_error, BuyerFacts, Decision};
+use super::PurchaseRequest;
+use crate::db::orders::{Order, COLUMNS};
 use crate::error::ApiError;
-use crate::orders::{Order, COLUMNS};
 
 /// Runs one purchase in its own transaction. Returns the order and the
 /// remaining stock after it.

@@ -9,12 +9,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::auth::check_ip;
-use crate::auth::{account, AuthUser};
+use crate::auth::{account, AuthContext, AuthUser};
 use crate::domain::{Email, Password, Problems};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Json;
-use crate::startup::AppState;
+use crate::extract::{client_ip, Json};
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/verify", web::get().to(verify))
@@ -89,12 +87,12 @@ fn token_of(q: &TokenQuery) -> Result<&str, ApiError> {
     responses((status = 200, description = "`{\"verified\": true}`, or a page for browsers"),
               (status = 400, description = "invalid_token")))]
 pub async fn verify(
-    state: web::Data<AppState>,
+    auth: web::Data<AuthContext>,
     req: HttpRequest,
     q: web::Query<TokenQuery>,
 ) -> ApiResult<HttpResponse> {
     let result = match token_of(&q) {
-        Ok(t) => account::verify_email(&state.pool, t).await,
+        Ok(t) => account::verify_email(&auth.pool, t).await,
         Err(e) => Err(e),
     };
     answer(
@@ -109,10 +107,8 @@ pub async fn verify(
 #[utoipa::path(post, path = "/api/v1/auth/verify/resend", tag = "auth", security(("bearer" = [])),
     responses((status = 202, description = "`{\"sent\": bool}`: false when the address is verified already"),
               (status = 401, description = "unauthorized")))]
-pub async fn resend(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
-    let sent =
-        account::resend_verification(&state.pool, user.id, state.settings.email.verify_token_ttl)
-            .await?;
+pub async fn resend(auth: web::Data<AuthContext>, user: AuthUser) -> ApiResult<HttpResponse> {
+    let sent = account::resend_verification(&auth.pool, user.id, auth.verify_token_ttl).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "sent": sent })))
 }
 
@@ -125,15 +121,15 @@ pub struct ForgotRequest {
     responses((status = 202, description = "the same answer whether or not the address has an account"),
               (status = 422, description = "validation_failed"), (status = 429, description = "rate_limited")))]
 pub async fn forgot(
-    state: web::Data<AppState>,
+    auth: web::Data<AuthContext>,
     req: HttpRequest,
     body: Json<ForgotRequest>,
 ) -> ApiResult<HttpResponse> {
-    check_ip(&state, &req)?;
+    auth.check_ip(client_ip(&req))?;
     let email = Email::parse(&body.0.email).map_err(|p| ApiError::field("email", p))?;
     // The work happens after the answer, so neither the answer nor its timing
     // tells whether the address has an account.
-    let (pool, ttl) = (state.pool.clone(), state.settings.email.reset_token_ttl);
+    let (pool, ttl) = (auth.pool.clone(), auth.reset_token_ttl);
     tokio::spawn(async move {
         if let Err(e) = account::request_reset(&pool, email.as_str(), ttl).await {
             tracing::warn!(error = %e, "queueing a password reset failed");
@@ -157,11 +153,11 @@ pub struct ResetRequest {
               (status = 400, description = "invalid_token"), (status = 422, description = "validation_failed"),
               (status = 429, description = "rate_limited")))]
 pub async fn reset(
-    state: web::Data<AppState>,
+    auth: web::Data<AuthContext>,
     req: HttpRequest,
     body: Json<ResetRequest>,
 ) -> ApiResult<HttpResponse> {
-    check_ip(&state, &req)?;
+    auth.check_ip(client_ip(&req))?;
     let b = body.0;
     let mut p = Problems::default();
     let password = p.check("password", Password::parse(&b.password));
@@ -172,14 +168,7 @@ pub async fn reset(
     if b.token.is_empty() || b.token.len() > 128 {
         return Err(ApiError::InvalidToken("the reset token is not valid"));
     }
-    let user = account::reset_password(&state.pool, &b.token, password, state.settings.bcrypt_cost)
-        .await?;
-    // Cached facts about the account are dropped everywhere.
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(crate::auth::cache::CHANNEL)
-        .bind(format!("user:{user}"))
-        .execute(&state.pool)
-        .await?;
+    account::reset_password(&auth.pool, &b.token, password, auth.bcrypt_cost).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -187,12 +176,12 @@ pub async fn reset(
     responses((status = 200, description = "`{\"unsubscribed\": true}`, or a page for browsers; POST does the same (one-click)"),
               (status = 400, description = "invalid_token")))]
 pub async fn unsubscribe(
-    state: web::Data<AppState>,
+    auth: web::Data<AuthContext>,
     req: HttpRequest,
     q: web::Query<TokenQuery>,
 ) -> ApiResult<HttpResponse> {
     let result = match token_of(&q).map(Uuid::parse_str) {
-        Ok(Ok(t)) => account::unsubscribe(&state.pool, t).await,
+        Ok(Ok(t)) => account::unsubscribe(&auth.pool, t).await,
         _ => Err(ApiError::InvalidToken("this unsubscribe link is not valid")),
     };
     answer(

@@ -1,17 +1,17 @@
 //! `/admin/users`, `/admin/outbox`, `/admin/jobs`.
 
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Items, Page};
-use crate::auth::{AuthUser, Role};
+use crate::auth::users::{self, AdminUser, UserChange};
+use crate::auth::{AuthContext, AuthUser, Role};
 use crate::domain::Problems;
 use crate::email::jobs::{self, Job, JobRun, RunOutcome};
 use crate::email::outbox::{self, OutboxView};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/users", web::get().to(list))
@@ -22,39 +22,18 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/admin/jobs/{name}/run", web::post().to(run_job));
 }
 
-/// A user as admins see it.
-#[derive(Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct AdminUser {
-    pub id: i64,
-    pub username: String,
-    pub email: String,
-    #[schema(value_type = Role)]
-    pub role: String,
-    pub disabled: bool,
-    pub email_verified: bool,
-    pub created_at: DateTime<Utc>,
-}
-
-const COLUMNS: &str = "id, username, email, role, disabled_at is not null as disabled,
-                       email_verified_at is not null as email_verified, created_at";
-
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", params(Page), security(("bearer" = [])),
     responses((status = 200, body = Items<AdminUser>), (status = 403, description = "forbidden")))]
 pub async fn list(
-    state: web::Data<AppState>,
+    auth: web::Data<AuthContext>,
     user: AuthUser,
     q: web::Query<Page>,
 ) -> ApiResult<web::Json<Items<AdminUser>>> {
     user.require(&[Role::Admin])?;
     let (limit, offset) = q.parse()?;
-    let items = sqlx::query_as(&format!(
-        "select {COLUMNS} from app_user order by id limit $1 offset $2"
-    ))
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(web::Json(Items { items }))
+    Ok(web::Json(Items {
+        items: users::list(&auth, limit, offset).await?,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -69,7 +48,7 @@ pub struct UpdateUser {
     responses((status = 200, body = AdminUser), (status = 403, description = "forbidden"), (status = 404, description = "not_found"),
               (status = 422, description = "validation_failed")))]
 pub async fn update(
-    state: web::Data<AppState>,
+    auth: web::Data<AuthContext>,
     user: AuthUser,
     id: web::Path<i64>,
     body: Json<UpdateUser>,
@@ -82,29 +61,11 @@ pub async fn update(
             "admins cannot disable or demote themselves",
         ));
     }
-    let mut tx = state.pool.begin().await?;
-    let updated: Option<AdminUser> = sqlx::query_as(&format!(
-        "update app_user set role = coalesce($2, role),
-                             disabled_at = case when $3 is null then disabled_at
-                                                when $3 then coalesce(disabled_at, now())
-                                                else null end
-          where id = $1 returning {COLUMNS}"
-    ))
-    .bind(*id)
-    .bind(b.role.map(Role::as_str))
-    .bind(b.disabled)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let updated = updated.ok_or(ApiError::NotFound("no such user"))?;
-    // Every instance forgets what it knew of this user once this commits.
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(crate::auth::cache::CHANNEL)
-        .bind(format!("user:{}", *id))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    state.auth_cache.forget_user(*id);
-    Ok(web::Json(updated))
+    let change = UserChange {
+        role: b.role,
+        disabled: b.disabled,
+    };
+    Ok(web::Json(users::update(&auth, *id, change).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -191,9 +152,7 @@ pub async fn run_job(
 ) -> ApiResult<HttpResponse> {
     user.require(&[Role::Admin])?;
     let job = Job::parse(&name).ok_or(ApiError::NotFound("no such job"))?;
-    let now: DateTime<Utc> = sqlx::query_scalar("select now()")
-        .fetch_one(&state.pool)
-        .await?;
+    let now = crate::db::now(&state.pool).await?;
     let outcome = jobs::run(&state.pool, job, now, "admin").await?;
     if !outcome.ran {
         return Err(ApiError::JobAlreadyRan(format!(

@@ -1,15 +1,13 @@
 //! `/auth/*` and `/me`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use governor::clock::{Clock, DefaultClock};
 use serde::Deserialize;
 
 use crate::auth::service::{self, Session, User};
-use crate::auth::AuthUser;
+use crate::auth::{AuthContext, AuthUser};
 use crate::domain::{Email, Password, Problems, Username};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{client_ip, Json};
-use crate::startup::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/register", web::post().to(register))
@@ -17,17 +15,6 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/auth/refresh", web::post().to(refresh))
         .route("/auth/logout", web::post().to(logout))
         .route("/me", web::get().to(me));
-}
-
-/// `rate_limited` when this client IP exceeds the auth quota.
-pub(crate) fn check_ip(state: &AppState, req: &HttpRequest) -> ApiResult<()> {
-    state
-        .auth_limiter
-        .check_key(&client_ip(req))
-        .map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
-        })
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -43,11 +30,11 @@ pub struct RegisterRequest {
     responses((status = 201, body = Session), (status = 409, description = "username_taken, email_taken"),
               (status = 422, description = "validation_failed"), (status = 429, description = "rate_limited")))]
 pub async fn register(
-    state: web::Data<AppState>,
+    auth: web::Data<AuthContext>,
     req: HttpRequest,
     body: Json<RegisterRequest>,
 ) -> ApiResult<HttpResponse> {
-    check_ip(&state, &req)?;
+    auth.check_ip(client_ip(&req))?;
     let b = body.0;
     let mut p = Problems::default();
     let username = p.check("username", Username::parse(&b.username));
@@ -57,7 +44,7 @@ pub async fn register(
     let (Some(u), Some(e), Some(pw)) = (username, email, password) else {
         unreachable!("finish() returned Ok, so every field parsed");
     };
-    let session = service::register(&state, u, e, pw).await?;
+    let session = service::register(&auth, u, e, pw).await?;
     Ok(HttpResponse::Created().json(session))
 }
 
@@ -72,16 +59,16 @@ pub struct LoginRequest {
     responses((status = 200, body = Session), (status = 401, description = "invalid_credentials"),
               (status = 429, description = "rate_limited")))]
 pub async fn login(
-    state: web::Data<AppState>,
+    auth: web::Data<AuthContext>,
     req: HttpRequest,
     body: Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
-    check_ip(&state, &req)?;
+    auth.check_ip(client_ip(&req))?;
     let b = body.0;
     if b.username.is_empty() || b.username.len() > 254 || b.password.len() > 128 {
         return Err(ApiError::InvalidCredentials);
     }
-    let session = service::login(&state, &b.username, b.password).await?;
+    let session = service::login(&auth, &b.username, b.password).await?;
     Ok(HttpResponse::Ok().json(session))
 }
 
@@ -93,29 +80,28 @@ pub struct RefreshRequest {
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
     responses((status = 200, body = Session), (status = 401, description = "unauthorized")))]
 pub async fn refresh(
-    state: web::Data<AppState>,
+    auth: web::Data<AuthContext>,
     req: HttpRequest,
     body: Json<RefreshRequest>,
 ) -> ApiResult<HttpResponse> {
-    check_ip(&state, &req)?;
+    auth.check_ip(client_ip(&req))?;
     if body.0.refresh_token.len() > 256 {
         return Err(ApiError::Unauthorized("the refresh token is not valid"));
     }
-    let session = service::refresh(&state, &body.0.refresh_token).await?;
+    let session = service::refresh(&auth, &body.0.refresh_token).await?;
     Ok(HttpResponse::Ok().json(session))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204, description = "the token and its refresh token are dead"),
               (status = 401, description = "unauthorized, token_revoked")))]
-pub async fn logout(state: web::Data<AppState>, user: AuthUser) -> ApiResult<HttpResponse> {
-    service::logout(&state.pool, &user).await?;
-    state.auth_cache.revoke(user.jti, user.exp);
+pub async fn logout(auth: web::Data<AuthContext>, user: AuthUser) -> ApiResult<HttpResponse> {
+    service::logout(&auth, &user).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = User), (status = 401, description = "unauthorized")))]
-pub async fn me(state: web::Data<AppState>, user: AuthUser) -> ApiResult<web::Json<User>> {
-    Ok(web::Json(service::me(&state.pool, user.id).await?))
+pub async fn me(auth: web::Data<AuthContext>, user: AuthUser) -> ApiResult<web::Json<User>> {
+    Ok(web::Json(service::me(&auth.pool, user.id).await?))
 }

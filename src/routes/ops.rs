@@ -1,19 +1,16 @@
-//! Operational endpoints: health, readiness, metrics, the OpenAPI document and
-//! its Swagger UI (served from the binary; no network needed).
+//! Operational endpoints: health, readiness, metrics, and `/docs`, which
+//! leads to the Swagger UI (wired with the OpenAPI document beside the routes,
+//! in `startup`, since the document lists these handlers).
 
 use actix_web::{web, HttpResponse};
-use utoipa::OpenApi;
-use utoipa_swagger_ui::SwaggerUi;
 
-use crate::openapi::ApiDoc;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
-        .route("/docs", web::get().to(docs_redirect))
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
+        .route("/docs", web::get().to(docs_redirect));
 }
 
 /// The process is up.
@@ -26,7 +23,7 @@ pub async fn healthz() -> HttpResponse {
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "ready"), (status = 503, description = "database unreachable")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match sqlx::query("select 1").execute(&state.pool).await {
+    match crate::db::ping(&state.pool).await {
         Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Items, Page};
 use crate::auth::{AuthUser, Role};
+use crate::db::orders::{self, Order, RevenueLine};
 use crate::error::{ApiError, ApiResult};
-use crate::orders::{self, Order, RevenueLine};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/orders", web::get().to(list))

@@ -5,11 +5,11 @@ use serde::Deserialize;
 
 use super::{Items, Page};
 use crate::auth::{AuthUser, Role};
-use crate::catalog::{self, NewProduct, Product, ProductChange, Sort};
+use crate::db::products::{self, NewProduct, Product, ProductChange, Sort};
 use crate::domain::{self, Problems};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/products", web::get().to(list))
@@ -50,14 +50,14 @@ pub async fn list(
     }
     .parse()?;
     Ok(web::Json(Items {
-        items: catalog::list(&state.pool, sort, q.seller_id, limit, offset).await?,
+        items: products::list(&state.pool, sort, q.seller_id, limit, offset).await?,
     }))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog",
     responses((status = 200, body = Product), (status = 404, description = "not_found")))]
 pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> ApiResult<web::Json<Product>> {
-    Ok(web::Json(catalog::get(&state.pool, *id).await?))
+    Ok(web::Json(products::get(&state.pool, *id).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -97,7 +97,7 @@ pub async fn create(
     );
     let seller_id = match b.seller_id {
         Some(id) if user.is_admin() => {
-            if !catalog::can_sell(&state.pool, id).await? {
+            if !products::can_sell(&state.pool, id).await? {
                 p.add("seller_id", "no such seller");
             }
             id
@@ -113,7 +113,7 @@ pub async fn create(
     else {
         unreachable!("finish() returned Ok, so every field parsed");
     };
-    let product = catalog::create(
+    let product = products::create(
         &state.pool,
         NewProduct {
             seller_id,
@@ -161,11 +161,11 @@ pub async fn update(
             .and_then(|c| p.check("currency", domain::currency(&c))),
     };
     p.finish()?;
-    let existing = catalog::get(&state.pool, *id).await?;
+    let existing = products::get(&state.pool, *id).await?;
     if !user.is_admin() && existing.seller_id != user.id {
         return Err(ApiError::Forbidden(
             "only the product's seller or an admin may change it",
         ));
     }
-    Ok(web::Json(catalog::update(&state.pool, *id, change).await?))
+    Ok(web::Json(products::update(&state.pool, *id, change).await?))
 }

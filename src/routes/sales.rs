@@ -2,19 +2,18 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
-use governor::clock::{Clock, DefaultClock};
 use serde::Deserialize;
 
 use super::{Items, Page};
 use crate::auth::{AuthUser, Role, Shopper};
 use crate::config::PurchaseMode;
+use crate::db::orders::Order;
+use crate::db::sales::{self, NewSale, Sale, SaleChange, SaleStats, SaleStatus, StateFilter};
 use crate::domain::{self, Problems, Quantity, MAX_QUANTITY};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, OptionalJson};
-use crate::orders::Order;
 use crate::purchase::PurchaseRequest;
-use crate::sales::{self, NewSale, Sale, SaleChange, SaleStats, SaleStatus, StateFilter};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/sales", web::get().to(list))
@@ -220,18 +219,7 @@ pub async fn purchase(
     id: web::Path<i64>,
     body: OptionalJson<PurchaseBody>,
 ) -> ApiResult<HttpResponse> {
-    state
-        .purchase_limiter
-        .check_key(&user.id)
-        .map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            state
-                .metrics
-                .purchases
-                .with_label_values(&["rate_limited"])
-                .inc();
-            ApiError::RateLimited(wait.as_secs_f64().ceil().max(1.0) as u64)
-        })?;
+    state.check_purchase_rate(user.id)?;
     let quantity = body.0.and_then(|b| b.quantity).unwrap_or(1);
     let quantity = Quantity::parse(quantity).map_err(|e| ApiError::field("quantity", e))?;
     let result = state

@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::helpers::{assert_error, body, spawn_app, spawn_app_with, TestApp, TestUser};
 
-fn code(r: &Result<flashsale::orders::Order, ApiError>) -> &'static str {
+fn code(r: &Result<flashsale::db::orders::Order, ApiError>) -> &'static str {
     match r {
         Ok(_) => "created",
         Err(e) => e.code(),

@@ -3,10 +3,52 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+use sqlx::{PgExecutor, PgPool};
 
-use crate::catalog::Product;
+use super::products::Product;
 use crate::error::ApiError;
+
+/// The channel on which sale changes are announced to every instance. This
+/// module is the one that writes to it ([`announce_changed`], and
+/// [`remaining_announcement`] for statements that move stock); the live board
+/// ([`crate::live`]) reads it through [`Announcement::parse`].
+pub const CHANNEL: &str = "flashsale_sale";
+
+/// A change of a sale that every instance must hear of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announcement {
+    /// An admin changed the sale's terms or stock: reload it (`<id>`).
+    Changed(i64),
+    /// A purchase moved the stock: `remaining` units are left (`<id>:<n>`).
+    Remaining { sale_id: i64, remaining: i64 },
+}
+
+impl Announcement {
+    /// Reads a payload of [`CHANNEL`].
+    pub fn parse(payload: &str) -> Option<Announcement> {
+        match payload.split_once(':') {
+            Some((id, n)) => Some(Announcement::Remaining {
+                sale_id: id.parse().ok()?,
+                remaining: n.parse().ok()?,
+            }),
+            None => Some(Announcement::Changed(payload.parse().ok()?)),
+        }
+    }
+}
+
+/// Announces that a sale's terms changed. Inside a transaction it is sent when
+/// the transaction commits, and never if it rolls back.
+pub async fn announce_changed(conn: impl PgExecutor<'_>, sale_id: i64) -> Result<(), sqlx::Error> {
+    super::notify(conn, CHANNEL, &sale_id.to_string()).await
+}
+
+/// A SQL expression that announces [`Announcement::Remaining`] for the sale
+/// `sale_id` (a SQL expression, e.g. a parameter) with `remaining` (another),
+/// for the statement that moves the stock, so the announcement costs no round
+/// trip of its own. It is sent on commit; its value is `void`.
+pub fn remaining_announcement(sale_id: &str, remaining: &str) -> String {
+    format!("pg_notify('{CHANNEL}', ({sale_id})::text || ':' || ({remaining})::text)")
+}
 
 /// Where a sale stands, by the database clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -299,11 +341,7 @@ pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiEr
     .execute(&mut *tx)
     .await?;
     // Every instance reloads the sale's live state once this commits.
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(crate::live::CHANNEL)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    announce_changed(&mut *tx, id).await?;
     tx.commit().await?;
     get(pool, id).await
 }
@@ -338,4 +376,27 @@ pub async fn stats(pool: &PgPool, id: i64) -> Result<SaleStats, ApiError> {
     .fetch_optional(pool)
     .await?
     .ok_or(ApiError::NotFound("no such sale"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_read_back_as_the_sql_writes_them() {
+        assert_eq!(Announcement::parse("7"), Some(Announcement::Changed(7)));
+        assert_eq!(
+            Announcement::parse("7:0"),
+            Some(Announcement::Remaining {
+                sale_id: 7,
+                remaining: 0
+            })
+        );
+        assert_eq!(Announcement::parse("x:1"), None);
+        assert_eq!(Announcement::parse(""), None);
+        assert_eq!(
+            remaining_announcement("$1", "s.remaining"),
+            "pg_notify('flashsale_sale', ($1)::text || ':' || (s.remaining)::text)"
+        );
+    }
 }

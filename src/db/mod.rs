@@ -1,0 +1,65 @@
+//! The database: the connection pool, migrations, the clock, and one module
+//! per resource holding its types and its SQL, named like its route.
+//!
+//! The purchase engine keeps the SQL of its locked transaction beside it in
+//! [`crate::purchase`], auth the SQL of accounts and tokens in
+//! [`crate::auth`], the outbox its own in [`crate::email`].
+
+pub mod orders;
+pub mod products;
+pub mod sales;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgExecutor, PgPool};
+
+use crate::config::AppSettings;
+
+/// Opens a pool with explicit limits: a full pool makes callers wait at most
+/// `db_acquire_timeout`, then they get `busy`.
+pub async fn connect(
+    options: PgConnectOptions,
+    settings: &AppSettings,
+) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .min_connections(1.min(settings.db_max_connections))
+        .acquire_timeout(settings.db_acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .test_before_acquire(false)
+        .connect_with(options.application_name("flashsale"))
+        .await
+}
+
+/// Applies the migrations in `migrations/` (embedded at build time).
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("./migrations").run(pool).await
+}
+
+/// Whether the database answers (readiness).
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("select 1").execute(pool).await.map(|_| ())
+}
+
+/// The database clock, which every rule about time goes by.
+pub async fn now(pool: &PgPool) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar("select now()").fetch_one(pool).await
+}
+
+/// Sends `payload` on `channel` to every listening instance; inside a
+/// transaction, when it commits. Each channel has one announcer, in the module
+/// that owns it, which calls this.
+pub async fn notify(
+    conn: impl PgExecutor<'_>,
+    channel: &str,
+    payload: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(channel)
+        .bind(payload)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,308 @@
+//! Many buyers per locked transaction.
+//!
+//! Each sale that receives purchases gets a bounded queue and one task. The
+//! task takes the first waiting buyer plus every other that arrived while the
+//! previous transaction ran (up to `max_batch`; there is no fixed wait), and
+//! serves them all in one transaction. Two transactions of a sale overlap:
+//! the next batch is formed once the current one holds the lock and waits for
+//! it inside PostgreSQL, so its start costs no time on the critical path;
+//! batches still take the lock in the order they were formed (a batch that is
+//! retried after a failure may follow the next one).
+//!
+//! The batch transaction itself is in [`batch`].
+//!
+//! A batch that fails before its commit wrote nothing and is retried; after
+//! the last retry its buyers get `busy` (retryable). A failure *during* the
+//! commit leaves the outcome unknown, so the database is asked which of the
+//! batch's orders exist: those buyers get their order, the others are retried.
+//! So no buyer is ever told 201 without a row, and no row is made without its
+//! buyer being told 201 (unless the database stays unreachable through every
+//! check, when `busy` is the honest answer and a retry shows
+//! `already_purchased`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+mod batch;
+
+use batch::{find_orders, transact, Failure, Outcome};
+
+use super::PurchaseRequest;
+use crate::config::PurchaseSettings;
+use crate::db::orders::Order;
+use crate::error::ApiError;
+use crate::live::LiveSale;
+
+/// How long a sale's task waits for buyers before it ends itself.
+const IDLE: Duration = Duration::from_secs(30);
+/// Batches of one sale in flight at once (see `serve`).
+const PIPELINE: usize = 2;
+/// Retries of a batch that failed without writing anything.
+const RETRIES: u32 = 3;
+
+struct Pending {
+    user_id: i64,
+    quantity: i32,
+    reply: oneshot::Sender<Result<Order, ApiError>>,
+}
+
+/// The per-sale queues of one process.
+pub struct Combiner {
+    pool: PgPool,
+    settings: PurchaseSettings,
+    queues: Arc<Mutex<HashMap<i64, mpsc::Sender<Pending>>>>,
+}
+
+impl Combiner {
+    pub fn new(pool: PgPool, settings: PurchaseSettings) -> Self {
+        Combiner {
+            pool,
+            settings,
+            queues: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Queues a purchase and waits for its batch to commit. A full queue is
+    /// answered `busy` at once.
+    pub async fn submit(
+        &self,
+        live: Arc<LiveSale>,
+        req: PurchaseRequest,
+    ) -> Result<Order, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let mut pending = Pending {
+            user_id: req.user_id,
+            quantity: req.quantity.get(),
+            reply,
+        };
+        // A queue whose task just ended for idleness is closed: take a new one.
+        for _ in 0..2 {
+            let queue = self.queue(&live)?;
+            match queue.try_send(pending) {
+                Ok(()) => {
+                    return answer.await.map_err(|_| {
+                        ApiError::Internal(anyhow::anyhow!(
+                            "the purchase task ended without an answer"
+                        ))
+                    })?;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => return Err(ApiError::Busy(1)),
+                Err(mpsc::error::TrySendError::Closed(p)) => {
+                    pending = p;
+                    if let Ok(mut q) = self.queues.lock() {
+                        if q.get(&live.id).is_some_and(|s| s.is_closed()) {
+                            q.remove(&live.id);
+                        }
+                    }
+                }
+            }
+        }
+        Err(ApiError::Busy(1))
+    }
+
+    fn queue(&self, live: &Arc<LiveSale>) -> Result<mpsc::Sender<Pending>, ApiError> {
+        let mut queues = self
+            .queues
+            .lock()
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("queue map poisoned")))?;
+        if let Some(q) = queues.get(&live.id) {
+            if !q.is_closed() {
+                return Ok(q.clone());
+            }
+        }
+        let (tx, rx) = mpsc::channel(self.settings.queue_limit);
+        queues.insert(live.id, tx.clone());
+        tokio::spawn(serve(
+            self.pool.clone(),
+            live.clone(),
+            rx,
+            self.settings,
+            self.queues.clone(),
+        ));
+        Ok(tx)
+    }
+}
+
+/// Serves `requests` (all for `live`'s sale) as one batch, exactly as the
+/// sale's task would, and returns each buyer's answer in order. The queue is
+/// bypassed: this is the seam for tests and benchmarks of the batch itself.
+/// Buyers need no verified email here.
+pub async fn serve_batch(
+    pool: &PgPool,
+    live: &LiveSale,
+    requests: &[(i64, i32)],
+) -> Vec<Result<Order, ApiError>> {
+    let mut answers = Vec::with_capacity(requests.len());
+    let batch = requests
+        .iter()
+        .map(|&(user_id, quantity)| {
+            let (reply, answer) = oneshot::channel();
+            answers.push(answer);
+            Pending {
+                user_id,
+                quantity,
+                reply,
+            }
+        })
+        .collect();
+    run(pool, live, batch, None, false).await;
+    let mut out = Vec::with_capacity(answers.len());
+    for a in answers {
+        out.push(a.await.unwrap_or(Err(ApiError::Busy(1))));
+    }
+    out
+}
+
+/// The task of one sale: batch, run, answer, until idle.
+async fn serve(
+    pool: PgPool,
+    live: Arc<LiveSale>,
+    mut rx: mpsc::Receiver<Pending>,
+    settings: PurchaseSettings,
+    queues: Arc<Mutex<HashMap<i64, mpsc::Sender<Pending>>>>,
+) {
+    let (max_batch, require_verified) = (settings.max_batch, settings.require_verified_email);
+    // Two batches overlap: the next one is formed once the current one holds
+    // the sale's lock, and queues its own lock request behind it inside
+    // PostgreSQL, so no round trip of its start lies on the critical path.
+    let slots = Arc::new(Semaphore::new(PIPELINE));
+    let mut locked_prev: Option<oneshot::Receiver<()>> = None;
+    loop {
+        let first = match tokio::time::timeout(IDLE, rx.recv()).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(_) => {
+                // Idle: leave the map, refuse new senders, serve stragglers.
+                if let Ok(mut q) = queues.lock() {
+                    q.remove(&live.id);
+                }
+                rx.close();
+                let _all = slots.acquire_many(PIPELINE as u32).await;
+                let mut rest = Vec::new();
+                while let Ok(p) = rx.try_recv() {
+                    rest.push(p);
+                }
+                while !rest.is_empty() {
+                    let batch: Vec<Pending> = rest.drain(..rest.len().min(max_batch)).collect();
+                    run(&pool, &live, batch, None, require_verified).await;
+                }
+                return;
+            }
+        };
+        // Arrival order: this batch asks for the lock only after the previous
+        // one holds it (or gave up before taking it).
+        if let Some(prev) = locked_prev.take() {
+            let _ = prev.await;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(max_batch.min(1024));
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let (locked_tx, locked_rx) = oneshot::channel();
+        locked_prev = Some(locked_rx);
+        let (pool, live) = (pool.clone(), live.clone());
+        tokio::spawn(async move {
+            run(&pool, &live, batch, Some(locked_tx), require_verified).await;
+            drop(slot);
+        });
+    }
+}
+/// Serves one batch to the end, retrying as described in the module docs.
+async fn run(
+    pool: &PgPool,
+    live: &LiveSale,
+    mut batch: Vec<Pending>,
+    mut locked: Option<oneshot::Sender<()>>,
+    require_verified: bool,
+) {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let started = std::time::Instant::now();
+        let result = transact(pool, live.id, &batch, &mut locked, require_verified).await;
+        tracing::debug!(
+            sale_id = live.id,
+            size = batch.len(),
+            took_us = started.elapsed().as_micros() as u64,
+            "batch"
+        );
+        match result {
+            Ok(outcome) => {
+                finish(live, batch, outcome);
+                return;
+            }
+            Err(Failure::Clean(e)) if attempt < RETRIES => {
+                tracing::warn!(sale_id = live.id, error = %e, attempt, "purchase batch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(Failure::Clean(e)) => {
+                tracing::warn!(sale_id = live.id, error = %e, "purchase batch failed; answering busy");
+                for p in batch {
+                    let _ = p.reply.send(Err(ApiError::Busy(1)));
+                }
+                return;
+            }
+            Err(Failure::Unknown(e, made)) => {
+                tracing::warn!(sale_id = live.id, error = %e, "commit outcome unknown; asking the database");
+                let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
+                let Some(found) = find_orders(pool, live.id, &users).await else {
+                    for p in batch {
+                        let _ = p.reply.send(Err(ApiError::Busy(1)));
+                    }
+                    return;
+                };
+                // An order the lost commit would have made exists: it
+                // committed, and its buyer is answered with it. An order
+                // from before means the buyer already held one.
+                let mut rest = Vec::new();
+                for p in batch {
+                    match found.get(&p.user_id) {
+                        Some(order) if made.contains(&order.id) => {
+                            live.remember_buyers([p.user_id]);
+                            let _ = p.reply.send(Ok(order.clone()));
+                        }
+                        Some(_) => {
+                            live.remember_buyers([p.user_id]);
+                            let _ = p.reply.send(Err(ApiError::AlreadyPurchased));
+                        }
+                        None => rest.push(p),
+                    }
+                }
+
+                if rest.is_empty() || attempt >= RETRIES {
+                    for p in rest {
+                        let _ = p.reply.send(Err(ApiError::Busy(1)));
+                    }
+                    return;
+                }
+                batch = rest;
+            }
+        }
+    }
+}
+
+/// Applies a committed outcome to the board and answers every waiter.
+fn finish(live: &LiveSale, batch: Vec<Pending>, outcome: Outcome) {
+    let mut buyers = Vec::new();
+    for (p, answer) in batch.into_iter().zip(outcome.answers) {
+        if matches!(answer, Ok(_) | Err(ApiError::AlreadyPurchased)) {
+            buyers.push(p.user_id);
+        }
+        let _ = p.reply.send(answer);
+    }
+    live.remember_buyers(buyers);
+    if let Some(n) = outcome.remaining {
+        live.set_remaining(n);
+    }
+}
