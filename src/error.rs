@@ -1,7 +1,7 @@
 //! The one error type of the HTTP API.
 //!
 //! Every error leaves the server as `{"error": {"code", "message", "details"?}}`
-//! with a stable snake_case `code` that clients branch on (DESIGN.md §4).
+//! with a stable snake_case `code` that clients branch on (the README lists them).
 //! Internal failures are logged with their cause chain and answered with an
 //! opaque 500; database unavailability is a retryable 503 `busy`.
 

@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::{Items, Page};
@@ -254,59 +255,10 @@ pub async fn stats(
               (status = 404, description = "not_found")))]
 pub async fn events(state: web::Data<AppState>, id: web::Path<i64>) -> ApiResult<HttpResponse> {
     let live = state.board.get(*id).await?;
-    let board = state.board.clone();
-    let rx = live.subscribe();
-    let closing = state.closing.subscribe();
-    let stream = futures_util::stream::unfold(
-        (board, live, rx, closing, true),
-        |(board, live, mut rx, mut closing, first)| async move {
-            // A stopping server ends the stream; the browser reconnects to
-            // whichever instance serves next.
-            if *closing.borrow() {
-                return None;
-            }
-            if !first {
-                let status = board.status(&live);
-                let now = board.now();
-                // Wake for a change, at the next window edge (the state moves
-                // without any write), or for a keep-alive.
-                let edge = [status.starts_at, status.ends_at]
-                    .into_iter()
-                    .filter(|t| *t > now)
-                    .map(|t| (t - now).to_std().unwrap_or_default())
-                    .min()
-                    .unwrap_or(SSE_KEEPALIVE)
-                    .min(SSE_KEEPALIVE);
-                tokio::select! {
-                    changed = rx.changed() => {
-                        if changed.is_err() {
-                            return None;
-                        }
-                        // Throttle: one message per burst of changes.
-                        tokio::time::sleep(SSE_THROTTLE).await;
-                        rx.borrow_and_update();
-                    }
-                    _ = tokio::time::sleep(edge) => {}
-                    _ = closing.wait_for(|c| *c) => return None,
-                }
-            }
-            let status = board.status(&live);
-            let data = serde_json::to_string(&status).unwrap_or_default();
-            let chunk = web::Bytes::from(format!("event: status\ndata: {data}\n\n"));
-            Some((
-                Ok::<_, actix_web::Error>(chunk),
-                (board, live, rx, closing, false),
-            ))
-        },
-    );
+    let frames = crate::live::status_events(state.board.clone(), live, state.closing.subscribe());
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header(("Cache-Control", "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(stream))
+        .streaming(frames.map(|f| Ok::<_, actix_web::Error>(web::Bytes::from(f)))))
 }
-
-/// Least time between two pushed statuses of one stream.
-const SSE_THROTTLE: std::time::Duration = std::time::Duration::from_millis(250);
-/// Longest silence on a stream.
-const SSE_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
