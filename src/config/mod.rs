@@ -3,6 +3,10 @@
 //! Every variable (its name, default, accepted values and meaning) is
 //! declared once, in [`vars::VARS`]; the parser, the `Default` impls below and
 //! the configuration table of `README.md` all come from those declarations.
+//!
+//! Secrets (`JWT_SECRET`, the SMTP and database URLs, which carry passwords)
+//! are held as [`SecretString`]s, whose `Debug` prints no value: a `Config`
+//! can be logged whole.
 
 mod parse;
 pub mod vars;
@@ -16,12 +20,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::NaiveTime;
+/// The wrappers that keep secrets out of `Debug` output: [`SecretString`]
+/// for text, [`SecretBox`] for any other secret value (read with
+/// [`ExposeSecret::expose_secret`]).
+pub use secrecy::{ExposeSecret, SecretBox, SecretString};
 
 /// Where the database comes from.
 #[derive(Clone, Debug)]
 pub enum DatabaseSource {
-    /// A server the operator runs.
-    Url(String),
+    /// A server the operator runs (the URL may carry its password).
+    Url(SecretString),
     /// The private cluster started by the process itself, in this directory.
     Embedded { data_dir: PathBuf },
 }
@@ -36,7 +44,7 @@ pub struct Config {
     pub workers: Option<usize>,
     /// `None` only in embedded mode, where the secret is generated and kept in
     /// the data directory.
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<SecretString>,
     pub log_json: bool,
     pub app: AppSettings,
 }
@@ -57,15 +65,31 @@ pub struct AppSettings {
 }
 
 /// Where emails go.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum MailTransport {
     /// Nowhere yet: emails wait in the outbox (no workers run).
     Off,
-    /// An SMTP server, by lettre's connection URL.
-    Smtp(String),
+    /// An SMTP server, by lettre's connection URL (which may carry the
+    /// password).
+    Smtp(SecretString),
     /// One `.eml` file per email in this directory.
     Files(PathBuf),
 }
+
+impl PartialEq for MailTransport {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (MailTransport::Off, MailTransport::Off) => true,
+            (MailTransport::Smtp(a), MailTransport::Smtp(b)) => {
+                a.expose_secret() == b.expose_secret()
+            }
+            (MailTransport::Files(a), MailTransport::Files(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for MailTransport {}
 
 /// UTC times of day of the scheduled jobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::NaiveTime;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::vars::{self, Allowed, Unset, Var};
 use super::{
@@ -169,14 +170,14 @@ impl<G: Fn(&str) -> Option<String>> Env<G> {
     /// The whole configuration, or every problem in one message.
     pub(super) fn config(mut self) -> Result<Config, String> {
         let database = match self.text("DATABASE_URL") {
-            Some(url) => DatabaseSource::Url(url),
+            Some(url) => DatabaseSource::Url(url.into()),
             None => DatabaseSource::Embedded {
                 data_dir: absolute(PathBuf::from(
                     self.text("FLASHSALE_DATA_DIR").unwrap_or_default(),
                 )),
             },
         };
-        let jwt_secret = self.text("JWT_SECRET");
+        let jwt_secret = self.text("JWT_SECRET").map(SecretString::from);
         if matches!(database, DatabaseSource::Url(_)) && jwt_secret.is_none() {
             self.errors.push(format!(
                 "JWT_SECRET is required with DATABASE_URL (at least {MIN_JWT_SECRET_BYTES} random bytes, e.g. `openssl rand -hex 32`)"
@@ -274,12 +275,13 @@ impl<G: Fn(&str) -> Option<String>> Env<G> {
     /// SMTP if configured, else files: in `EMAIL_DIR`, or beside the embedded
     /// cluster; with neither, emails wait in the outbox.
     fn transport(&mut self, database: &DatabaseSource) -> MailTransport {
-        let smtp = self.text("SMTP_URL");
+        let smtp = self.text("SMTP_URL").map(SecretString::from);
         let dir = self.text("EMAIL_DIR");
         match (smtp, dir, database) {
             (Some(url), _, _) => {
                 use lettre::{AsyncSmtpTransport, Tokio1Executor};
-                if let Err(e) = AsyncSmtpTransport::<Tokio1Executor>::from_url(&url) {
+                if let Err(e) = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                {
                     // The error names the scheme, never the credentials.
                     self.invalid("SMTP_URL", "", e);
                 }

@@ -163,6 +163,33 @@ fn declarations_are_well_formed() {
     }
 }
 
+#[test]
+fn debug_output_shows_no_secret() {
+    let c = cfg(&[
+        ("DATABASE_URL", "postgres://app:db-password-1@localhost/db"),
+        ("JWT_SECRET", "jwt-secret-0123456789abcdef012345"),
+        ("SMTP_URL", "smtps://me:smtp-password-2@mail.example.com"),
+    ])
+    .expect("valid");
+    let shown = format!("{c:?}");
+    for secret in [
+        "db-password-1",
+        "jwt-secret-0123456789abcdef012345",
+        "smtp-password-2",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    let bad = cfg(&[
+        ("DATABASE_URL", "mysql://app:db-password-1@localhost/db"),
+        ("JWT_SECRET", "short-secret-3"),
+    ])
+    .unwrap_err();
+    assert!(
+        !bad.contains("db-password-1") && !bad.contains("short-secret-3"),
+        "{bad}"
+    );
+}
+
 /// The configuration table of README.md: the table rows of its
 /// `## Configuration` section.
 fn readme_table(readme: &str) -> String {

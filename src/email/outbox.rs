@@ -15,7 +15,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
 use super::{money, Kind, Rendered, Templates};
-use crate::config::{EmailSettings, MailTransport};
+use crate::config::{EmailSettings, ExposeSecret, MailTransport};
 
 /// Rows one sender claims at a time.
 const CLAIM_BATCH: i64 = 8;
@@ -86,7 +86,7 @@ impl Mailer {
         let transport = match &settings.transport {
             MailTransport::Off => return Ok(None),
             MailTransport::Smtp(url) => Transport::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                     .map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?
                     .timeout(Some(Duration::from_secs(30)))
                     .build(),
