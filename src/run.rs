@@ -15,7 +15,7 @@ use rand::RngCore;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::PgPool;
 
-use crate::config::{Config, DatabaseSource};
+use crate::config::{Config, DatabaseSource, ExposeSecret};
 use crate::embedded_pg::{EmbeddedOptions, EmbeddedPg};
 use crate::startup::{Application, Listen};
 
@@ -136,7 +136,7 @@ fn print_accounts(report: &crate::seed::SeedReport) {
 async fn open_database(config: &Config) -> anyhow::Result<Database> {
     match &config.database {
         DatabaseSource::Url(url) => {
-            let options = PgConnectOptions::from_str(url)
+            let options = PgConnectOptions::from_str(url.expose_secret())
                 .context("DATABASE_URL is not a valid PostgreSQL URL")?;
             let pool = crate::db::connect(options, &config.app)
                 .await
@@ -146,12 +146,12 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                 .context("migrating the database")?;
             let secret = config
                 .jwt_secret
-                .clone()
+                .as_ref()
                 .context("JWT_SECRET is required with DATABASE_URL")?;
             Ok(Database {
                 pool,
                 embedded: None,
-                jwt_secret: secret.into_bytes(),
+                jwt_secret: secret.expose_secret().as_bytes().to_vec(),
             })
         }
         DatabaseSource::Embedded { data_dir } => {
@@ -174,7 +174,7 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                 .await
                 .context("migrating the database")?;
             let secret = match &config.jwt_secret {
-                Some(s) => s.clone().into_bytes(),
+                Some(s) => s.expose_secret().as_bytes().to_vec(),
                 None => load_or_create_secret(&pg.data_dir().join("jwt-secret"))?,
             };
             Ok(Database {

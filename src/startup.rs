@@ -237,7 +237,7 @@ async fn upkeep(state: Arc<AppState>, auth: Arc<AuthContext>) {
         if let Err(e) = crate::auth::service::sweep_expired(&state.pool).await {
             tracing::warn!(error = %e, "sweeping expired tokens failed");
         }
-        if let Err(e) = crate::email::outbox::sweep_sent(&state.pool).await {
+        if let Err(e) = crate::email::admin::sweep_sent(&state.pool).await {
             tracing::warn!(error = %e, "sweeping sent emails failed");
         }
     }

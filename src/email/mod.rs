@@ -6,12 +6,16 @@
 //! send them through lettre under one rate limit per process, and retry with
 //! exponential backoff; a row that keeps failing is parked as `dead`.
 //! Delivery is at-least-once: a sender that dies between claim and send
-//! leaves its rows to be claimed again when their lease ends.
+//! leaves its rows to be claimed again when their lease ends. The values an
+//! email is rendered with are read when it is sent (`context`). Admins see
+//! the outbox and queue dead rows again through [`admin`].
 //!
 //! Scheduled jobs ([`jobs`]) run at most once per period across every
 //! instance and restart, because a job's run is a row with a unique key,
 //! written in the transaction that queues its emails.
 
+pub mod admin;
+mod context;
 pub mod jobs;
 pub mod outbox;
 mod render;

@@ -1,33 +1,29 @@
 //! Sending the outbox: claim, render, send, settle.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
-use super::{money, Kind, Rendered, Templates};
-use crate::config::{EmailSettings, MailTransport};
+use super::{context, Kind, Rendered, Templates};
+use crate::config::{EmailSettings, ExposeSecret, MailTransport};
 
 /// Rows one sender claims at a time.
 const CLAIM_BATCH: i64 = 8;
 
 /// A row claimed for sending.
 #[derive(Debug, sqlx::FromRow)]
-struct Claimed {
+pub(super) struct Claimed {
     id: i64,
     kind: String,
-    user_id: i64,
-    order_id: Option<i64>,
-    payload: Option<String>,
+    pub(super) user_id: i64,
+    pub(super) order_id: Option<i64>,
+    pub(super) payload: Option<String>,
     attempts: i32,
 }
 
@@ -38,13 +34,13 @@ enum Transport {
 
 /// Why a send failed, and whether trying again may help.
 #[derive(Debug)]
-struct SendError {
+pub(super) struct SendError {
     message: String,
     permanent: bool,
 }
 
 impl SendError {
-    fn permanent(message: impl Into<String>) -> Self {
+    pub(super) fn permanent(message: impl Into<String>) -> Self {
         SendError {
             message: message.into(),
             permanent: true,
@@ -86,7 +82,7 @@ impl Mailer {
         let transport = match &settings.transport {
             MailTransport::Off => return Ok(None),
             MailTransport::Smtp(url) => Transport::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                     .map_err(|e| anyhow::anyhow!("SMTP_URL: {e}"))?
                     .timeout(Some(Duration::from_secs(30)))
                     .build(),
@@ -177,7 +173,7 @@ impl Mailer {
     async fn deliver(&self, row: &Claimed) -> Result<(), SendError> {
         let kind = Kind::parse(&row.kind)
             .ok_or_else(|| SendError::permanent(format!("unknown kind {}", row.kind)))?;
-        let (to, ctx) = self.context(kind, row).await?;
+        let (to, ctx) = context::load(&self.pool, &self.base_url, kind, row).await?;
         let rendered = self
             .templates
             .render(kind, &ctx)
@@ -220,97 +216,6 @@ impl Mailer {
             .message_id(Some(format!("<outbox-{id}@{domain}>")))
             .multipart(MultiPart::alternative_plain_html(r.text, r.html))
             .map_err(|e| SendError::permanent(format!("message: {e}")))
-    }
-
-    /// The recipient and the template values of a row, read at send time.
-    async fn context(&self, kind: Kind, row: &Claimed) -> Result<(Mailbox, Value), SendError> {
-        #[derive(sqlx::FromRow)]
-        struct Recipient {
-            username: String,
-            email: String,
-            unsubscribe_token: String,
-        }
-        let user: Option<Recipient> = sqlx::query_as(
-            "select username, email, unsubscribe_token::text as unsubscribe_token
-               from app_user where id = $1",
-        )
-        .bind(row.user_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let user = user.ok_or_else(|| SendError::permanent("the recipient no longer exists"))?;
-        let to = Mailbox::new(
-            Some(user.username.clone()),
-            user.email
-                .parse()
-                .map_err(|e| SendError::permanent(format!("recipient address: {e}")))?,
-        );
-        let payload: Value = match &row.payload {
-            Some(p) => serde_json::from_str(p)
-                .map_err(|e| SendError::permanent(format!("payload: {e}")))?,
-            None => Value::Null,
-        };
-        let mut ctx = match kind {
-            Kind::OrderConfirmation => self.order_context(row.order_id).await?,
-            Kind::VerifyEmail => self.token_context(&payload, "/api/v1/auth/verify")?,
-            Kind::PasswordReset => self.token_context(&payload, "/reset-password")?,
-            Kind::SellerDailyDigest | Kind::SellerMonthlyReport => report_context(&payload)?,
-            Kind::NewProducts => {
-                let mut ctx = products_context(&payload)?;
-                ctx["unsubscribe_link"] = json!(format!(
-                    "{}/api/v1/unsubscribe?token={}",
-                    self.base_url, user.unsubscribe_token
-                ));
-                ctx
-            }
-        };
-        ctx["username"] = json!(user.username);
-        ctx["shop_url"] = json!(self.base_url);
-        Ok((to, ctx))
-    }
-
-    async fn order_context(&self, order_id: Option<i64>) -> Result<Value, SendError> {
-        #[derive(sqlx::FromRow)]
-        struct OrderRow {
-            number: String,
-            quantity: i32,
-            unit_price_cents: i64,
-            total_cents: i64,
-            created_at: DateTime<Utc>,
-            product: String,
-            currency: String,
-        }
-        let order: Option<OrderRow> = sqlx::query_as(
-            "select o.number, o.quantity, o.unit_price_cents, o.total_cents, o.created_at,
-                    p.name as product, p.currency
-               from purchase_order o join product p on p.id = o.product_id
-              where o.id = $1",
-        )
-        .bind(order_id.unwrap_or(0))
-        .fetch_optional(&self.pool)
-        .await?;
-        let o = order.ok_or_else(|| SendError::permanent("the order no longer exists"))?;
-        Ok(json!({
-            "order_number": o.number,
-            "product": o.product,
-            "quantity": o.quantity,
-            "unit_price": money(o.unit_price_cents, &o.currency),
-            "total": money(o.total_cents, &o.currency),
-            "ordered_at": o.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-        }))
-    }
-
-    fn token_context(&self, payload: &Value, path: &str) -> Result<Value, SendError> {
-        #[derive(Deserialize)]
-        struct TokenPayload {
-            token: String,
-            expires_at: DateTime<Utc>,
-        }
-        let p: TokenPayload = serde_json::from_value(payload.clone())
-            .map_err(|e| SendError::permanent(format!("payload: {e}")))?;
-        Ok(json!({
-            "link": format!("{}{path}?token={}", self.base_url, p.token),
-            "expires_at": p.expires_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-        }))
     }
 
     /// Records a send's outcome: sent, retried later, or dead.
@@ -365,171 +270,6 @@ pub fn backoff(settings: &EmailSettings, attempts: i32) -> Duration {
         .min(settings.retry_max)
 }
 
-#[derive(Deserialize)]
-struct ReportLine {
-    product: String,
-    currency: String,
-    #[serde(default)]
-    orders: i64,
-    units: i64,
-    revenue_cents: i64,
-}
-
-#[derive(Serialize)]
-struct ReportLineOut {
-    product: String,
-    orders: i64,
-    units: i64,
-    revenue: String,
-}
-
-/// Digest and report payloads: money formatted, totals per currency.
-fn report_context(payload: &Value) -> Result<Value, SendError> {
-    #[derive(Deserialize)]
-    struct Report {
-        period: String,
-        lines: Vec<ReportLine>,
-    }
-    let r: Report = serde_json::from_value(payload.clone())
-        .map_err(|e| SendError::permanent(format!("payload: {e}")))?;
-    let mut totals: BTreeMap<String, i64> = BTreeMap::new();
-    for l in &r.lines {
-        *totals.entry(l.currency.clone()).or_default() += l.revenue_cents;
-    }
-    let lines: Vec<ReportLineOut> = r
-        .lines
-        .into_iter()
-        .map(|l| ReportLineOut {
-            revenue: money(l.revenue_cents, &l.currency),
-            product: l.product,
-            orders: l.orders,
-            units: l.units,
-        })
-        .collect();
-    let totals: Vec<String> = totals.iter().map(|(c, v)| money(*v, c)).collect();
-    Ok(json!({ "period": r.period, "lines": lines, "totals": totals }))
-}
-
-fn products_context(payload: &Value) -> Result<Value, SendError> {
-    #[derive(Deserialize)]
-    struct Product {
-        name: String,
-        description: String,
-        price_cents: i64,
-        currency: String,
-        seller: String,
-    }
-    #[derive(Deserialize)]
-    struct Announcement {
-        products: Vec<Product>,
-    }
-    let a: Announcement = serde_json::from_value(payload.clone())
-        .map_err(|e| SendError::permanent(format!("payload: {e}")))?;
-    let products: Vec<Value> = a
-        .products
-        .into_iter()
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "description": p.description,
-                "price": money(p.price_cents, &p.currency),
-                "seller": p.seller,
-            })
-        })
-        .collect();
-    Ok(json!({ "products": products }))
-}
-
-/// One outbox row as admins see it.
-#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-pub struct OutboxItem {
-    pub id: i64,
-    pub kind: String,
-    pub user_id: i64,
-    /// The recipient's current address.
-    pub to: Option<String>,
-    pub order_id: Option<i64>,
-    pub status: String,
-    pub attempts: i32,
-    pub next_attempt_at: DateTime<Utc>,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub sent_at: Option<DateTime<Utc>>,
-}
-
-/// Counts by status and the newest rows of one status.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct OutboxView {
-    pub pending: i64,
-    pub sent: i64,
-    pub dead: i64,
-    pub items: Vec<OutboxItem>,
-}
-
-/// The outbox as admins see it: counts, and the newest `limit` rows with
-/// `status`.
-pub async fn view(pool: &PgPool, status: &str, limit: i64) -> sqlx::Result<OutboxView> {
-    let (pending, sent, dead): (i64, i64, i64) = sqlx::query_as(
-        "select count(*) filter (where status = 'pending'),
-                count(*) filter (where status = 'sent'),
-                count(*) filter (where status = 'dead')
-           from outbox",
-    )
-    .fetch_one(pool)
-    .await?;
-    let items = sqlx::query_as(
-        "select o.id, o.kind, o.user_id, u.email as to, o.order_id, o.status, o.attempts,
-                o.next_attempt_at, o.last_error, o.created_at, o.sent_at
-           from outbox o left join app_user u on u.id = o.user_id
-          where o.status = $1
-          order by o.id desc
-          limit $2",
-    )
-    .bind(status)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    Ok(OutboxView {
-        pending,
-        sent,
-        dead,
-        items,
-    })
-}
-
-/// How long sent emails stay in the outbox for admins to look at.
-pub const KEEP_SENT_DAYS: i32 = 30;
-
-/// Deletes sent emails older than [`KEEP_SENT_DAYS`] and email tokens that
-/// expired a day ago. Pending and dead rows stay.
-pub async fn sweep_sent(pool: &PgPool) -> sqlx::Result<u64> {
-    let a = sqlx::query(
-        "delete from outbox where status = 'sent' and sent_at < now() - make_interval(days => $1)",
-    )
-    .bind(KEEP_SENT_DAYS)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    let b = sqlx::query("delete from email_token where expires_at < now() - interval '1 day'")
-        .execute(pool)
-        .await?
-        .rows_affected();
-    Ok(a + b)
-}
-
-/// Puts a dead row back in line with fresh attempts. `false` if there is no
-/// dead row with this id.
-pub async fn retry_dead(pool: &PgPool, id: i64) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "update outbox set status = 'pending', attempts = 0, next_attempt_at = now()
-          where id = $1 and status = 'dead'",
-    )
-    .bind(id)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,17 +286,5 @@ mod tests {
         assert_eq!(backoff(&s, 5), Duration::from_secs(32));
         assert_eq!(backoff(&s, 6), Duration::from_secs(60));
         assert_eq!(backoff(&s, 1000), Duration::from_secs(60));
-    }
-
-    #[test]
-    fn report_totals_are_per_currency() {
-        let ctx = report_context(&json!({"period": "2026-11-20", "lines": [
-            {"product": "A", "currency": "EUR", "orders": 2, "units": 2, "revenue_cents": 3998},
-            {"product": "B", "currency": "USD", "orders": 1, "units": 1, "revenue_cents": 500},
-            {"product": "C", "currency": "EUR", "orders": 1, "units": 1, "revenue_cents": 2}
-        ]}))
-        .unwrap();
-        assert_eq!(ctx["totals"], json!(["40.00 EUR", "5.00 USD"]));
-        assert_eq!(ctx["lines"][0]["revenue"], "39.98 EUR");
     }
 }

@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Sends through `url` with quick polling and retries.
 fn smtp(url: String) -> impl FnOnce(&mut AppSettings) {
     move |s| {
-        s.email.transport = MailTransport::Smtp(url);
+        s.email.transport = MailTransport::Smtp(url.into());
         s.email.poll = Duration::from_millis(50);
         s.email.workers = 2;
         s.email.retry_base = Duration::from_millis(100);

@@ -11,9 +11,10 @@
 //! child is bound to the thread that started it with `PR_SET_PDEATHSIG`, so a
 //! crashed parent never leaves a server behind.
 
+mod cluster;
+mod scratch;
+
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,9 +22,12 @@ use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rand::distributions::Alphanumeric;
-use rand::Rng;
 use sqlx::postgres::PgConnectOptions;
+
+use cluster::{check_reachable, chown, init_cluster, unprivileged_user, RunAs};
+
+pub use cluster::find_bin_dir;
+pub use scratch::scratch_dir;
 
 /// What went wrong starting the private cluster. The messages are meant for
 /// the person who ran the command.
@@ -82,11 +86,6 @@ pub struct EmbeddedPg {
 
 /// The database role the embedded cluster is created with.
 pub const SUPERUSER: &str = "flashsale";
-
-struct RunAs {
-    uid: u32,
-    gid: u32,
-}
 
 impl EmbeddedPg {
     /// Creates the cluster if the data directory holds none yet, starts the
@@ -260,157 +259,6 @@ impl Drop for EmbeddedPg {
     }
 }
 
-/// Looks for a directory holding both `initdb` and `postgres`.
-pub fn find_bin_dir(explicit: Option<&Path>) -> Result<PathBuf, EmbeddedError> {
-    let has_both = |d: &Path| d.join("initdb").is_file() && d.join("postgres").is_file();
-    if let Some(d) = explicit {
-        return if has_both(d) {
-            Ok(d.to_path_buf())
-        } else {
-            Err(EmbeddedError::Failed(format!(
-                "PG_BIN_DIR={} does not hold initdb and postgres",
-                d.display()
-            )))
-        };
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(d) = std::env::split_paths(&path).find(|d| has_both(d)) {
-            return Ok(d);
-        }
-    }
-    // Debian and Ubuntu keep the server binaries off PATH; take the newest.
-    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            has_both(&bin).then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .map(|(_, d)| d)
-        .ok_or(EmbeddedError::NoBinaries)
-}
-
-fn unprivileged_user() -> Result<Option<RunAs>, EmbeddedError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Ok(None);
-    }
-    let name = c"postgres";
-    // SAFETY: getpwnam returns a pointer into static storage or null; the
-    // fields are read at once, before any other call could overwrite it.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    if pw.is_null() {
-        return Err(EmbeddedError::NoUnprivilegedUser);
-    }
-    // SAFETY: pw is non-null and points at a valid passwd record.
-    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-    Ok(Some(RunAs { uid, gid }))
-}
-
-fn chown(path: &Path, user: &RunAs) -> Result<(), EmbeddedError> {
-    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(io(format!(
-        "handing {} to the postgres user",
-        path.display()
-    )))
-}
-
-/// Every ancestor of `dir` must be searchable by the unprivileged user.
-fn check_reachable(dir: &Path) -> Result<(), EmbeddedError> {
-    for anc in dir.ancestors().skip(1) {
-        if let Ok(meta) = fs::metadata(anc) {
-            if meta.permissions().mode() & 0o001 == 0 {
-                return Err(EmbeddedError::Unreachable(dir.to_path_buf()));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn init_cluster(
-    bin: &Path,
-    pgdata: &Path,
-    password_file: &Path,
-    run_as: Option<&RunAs>,
-) -> Result<(), EmbeddedError> {
-    // A leftover of an interrupted initdb is not a cluster: start over.
-    if pgdata.exists() {
-        fs::remove_dir_all(pgdata).map_err(io(format!("clearing {}", pgdata.display())))?;
-    }
-    fs::create_dir_all(pgdata).map_err(io(format!("creating {}", pgdata.display())))?;
-    fs::set_permissions(pgdata, fs::Permissions::from_mode(0o700))
-        .map_err(io("restricting the cluster directory"))?;
-    if let Some(user) = run_as {
-        chown(pgdata, user)?;
-    }
-
-    let password: String = rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect();
-    // initdb reads the superuser password from a file it must be able to read.
-    let pwfile = pgdata
-        .parent()
-        .unwrap_or(pgdata)
-        .join(format!(".initdb-pw-{}", std::process::id()));
-    {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&pwfile)
-            .map_err(io("writing the initdb password file"))?;
-        f.write_all(password.as_bytes())
-            .map_err(io("writing the initdb password file"))?;
-    }
-    if let Some(user) = run_as {
-        chown(&pwfile, user)?;
-    }
-    let mut cmd = Command::new(bin.join("initdb"));
-    cmd.arg("-D")
-        .arg(pgdata)
-        .args([
-            "-U",
-            SUPERUSER,
-            "-E",
-            "UTF8",
-            "--no-locale",
-            "--auth=scram-sha-256",
-        ])
-        .arg(format!("--pwfile={}", pwfile.display()))
-        .stdin(Stdio::null());
-    if let Some(user) = run_as {
-        cmd.uid(user.uid).gid(user.gid).env("HOME", pgdata);
-    }
-    let out = cmd.output().map_err(io("running initdb"));
-    let _ = fs::remove_file(&pwfile);
-    let out = out?;
-    if !out.status.success() {
-        let _ = fs::remove_dir_all(pgdata);
-        return Err(EmbeddedError::Failed(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let mut f = fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(password_file)
-        .map_err(io("saving the cluster password"))?;
-    f.write_all(password.as_bytes())
-        .map_err(io("saving the cluster password"))?;
-    Ok(())
-}
-
 /// Starts `cmd` from a thread that lives as long as the child, with the
 /// parent-death signal set, so the server goes down with this process.
 /// Returns the child's pid and a channel that yields once it has exited.
@@ -464,42 +312,4 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A new scratch directory `<tmp>/<prefix>-<pid>-<n>` for a throwaway cluster
-/// (tests, the stress harness). Throwaway clusters die with their process
-/// (parent-death signal) but their directories stay behind; this first
-/// removes the ones with `prefix` whose owning process is gone. The owner is
-/// recorded in `owner.pid`; a directory without one is being set up and is
-/// left alone.
-pub fn scratch_dir(prefix: &str) -> std::io::Result<PathBuf> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static SEQ: AtomicUsize = AtomicUsize::new(0);
-    let tmp = std::env::temp_dir();
-    if let Ok(entries) = fs::read_dir(&tmp) {
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let is_ours = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(prefix))
-                .is_some_and(|rest| rest.starts_with('-'));
-            if !is_ours {
-                continue;
-            }
-            let owner = fs::read_to_string(e.path().join("owner.pid"))
-                .ok()
-                .and_then(|p| p.trim().parse::<u32>().ok());
-            if owner.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
-                let _ = fs::remove_dir_all(e.path());
-            }
-        }
-    }
-    let pid = std::process::id();
-    let dir = tmp.join(format!(
-        "{prefix}-{pid}-{}",
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(&dir)?;
-    fs::write(dir.join("owner.pid"), pid.to_string())?;
-    Ok(dir)
 }
