@@ -7,7 +7,7 @@ use super::{Items, Page};
 use crate::auth::users::{self, AdminUser, UserChange};
 use crate::auth::{AuthContext, AuthUser, Role};
 use crate::domain::Problems;
-use crate::email::admin::{self as outbox, OutboxView};
+use crate::email::admin::{self as email_admin, OutboxView};
 use crate::email::jobs::{self, Job, JobRun, RunOutcome};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
@@ -95,7 +95,7 @@ pub async fn outbox(
         p.add("limit", "must be between 1 and 200");
     }
     p.finish()?;
-    Ok(web::Json(outbox::view(&state.pool, status, limit).await?))
+    Ok(web::Json(email_admin::view(&state.pool, status, limit).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/outbox/{id}/retry", tag = "admin", security(("bearer" = [])),
@@ -107,7 +107,7 @@ pub async fn retry_email(
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
     user.require(&[Role::Admin])?;
-    if outbox::retry_dead(&state.pool, *id).await? {
+    if email_admin::retry_dead(&state.pool, *id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::NotFound("no dead email with this id"))
