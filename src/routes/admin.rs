@@ -95,7 +95,9 @@ pub async fn outbox(
         p.add("limit", "must be between 1 and 200");
     }
     p.finish()?;
-    Ok(web::Json(email_admin::view(&state.pool, status, limit).await?))
+    Ok(web::Json(
+        email_admin::view(&state.pool, status, limit).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/admin/outbox/{id}/retry", tag = "admin", security(("bearer" = [])),

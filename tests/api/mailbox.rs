@@ -99,10 +99,13 @@ impl Mailbox {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
-    /// Everything received so far, in arrival order.
+    /// Everything received so far, in arrival order. A line the server is
+    /// still writing (no newline yet) is left for the next read.
     pub fn messages(&self) -> Vec<Received> {
         let log = std::fs::read_to_string(self.dir.join("log.jsonl")).unwrap_or_default();
-        log.lines()
+        let complete = log.rfind('\n').map_or("", |end| &log[..end]);
+        complete
+            .lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).expect("a log line"))
             .collect()
