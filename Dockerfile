@@ -43,13 +43,16 @@ RUN set -eu; \
         target/release/deps/libflashsale-* target/release/.fingerprint/flashsale-*
 
 # 2. The real sources. migrations/ is embedded at compile time by sqlx's
-#    `migrate!`, seed/ by `include_str!` and the shop's pages in web/ by
-#    `include_bytes!`, so all three must be here for the build.
+#    `migrate!`, seed/ and the email templates in templates/ by `include_str!`
+#    and the shop's pages in web/ by `include_bytes!`, so all four must be
+#    here for the build (tests/api/dockerfile.rs checks that every directory
+#    the sources compile in is copied).
 #    `benche[s]` copies benches/ only if it exists: BuildKit (Docker's default
 #    builder since 23.0, and always used by Compose) lets a glob match nothing.
 COPY src ./src
 COPY migrations ./migrations
 COPY seed ./seed
+COPY templates ./templates
 COPY web ./web
 COPY benche[s] ./benches/
 RUN cargo build --release --locked --bin flashsale \

@@ -2,6 +2,8 @@
 //! load it fires, the invariants it checks and the reports it writes. The
 //! `stress` binary is a thin command line over it; the tests use it directly.
 
+/// PostgreSQL's own one-row purchase ceiling, measured with pgbench.
+pub mod ceiling;
 /// Starting (or reaching) the database and the flashsale instances.
 pub mod environment;
 /// Firing requests and recording every answer.

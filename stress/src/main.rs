@@ -91,8 +91,22 @@ enum Cmd {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// PostgreSQL's own purchase ceiling on one hot row (pgbench, no HTTP), for
+    /// three strategies: one interactive transaction per purchase, one
+    /// statement per purchase, 64 purchases per transaction.
+    Ceiling {
+        /// Seconds per strategy.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// pgbench clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Write the readings as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Start a private PostgreSQL like the harness's, print its URL and hold it
-    /// until Ctrl-C (for pgbench and bench/hot_row in the same sitting).
+    /// until Ctrl-C (for pgbench or psql in the same sitting).
     Db {
         #[arg(long, default_value = "flashsale-stress-db")]
         dir: PathBuf,
@@ -243,6 +257,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
         ),
         Cmd::Status { requests, common } => (common, Scenario::Status { requests }),
         Cmd::Health { requests, common } => (common, Scenario::Health { requests }),
+        Cmd::Ceiling {
+            seconds,
+            clients,
+            json,
+        } => return ceiling(seconds, clients, json).await,
         Cmd::Db { dir } => return hold_db(dir).await,
         Cmd::Serve => unreachable!("handled before the runtime starts"),
     };
@@ -293,6 +312,16 @@ async fn execute(a: CommonArgs, scenario: Scenario) -> anyhow::Result<bool> {
         eprintln!("wrote {}", path.display());
     }
     Ok(summary.violations.is_empty())
+}
+
+async fn ceiling(seconds: u64, clients: usize, json: Option<PathBuf>) -> anyhow::Result<bool> {
+    let c = stress::ceiling::measure(&stress::ceiling::Options { seconds, clients }).await?;
+    print!("{}", stress::ceiling::text(&c));
+    if let Some(path) = &json {
+        std::fs::write(path, serde_json::to_string_pretty(&c)?)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(c.consistent)
 }
 
 async fn hold_db(dir: PathBuf) -> anyhow::Result<bool> {

@@ -1,6 +1,7 @@
 //! The harness checks itself: the verifier must fail a deliberately
-//! inconsistent database, and small `exact` and `dupes` runs must pass end to
-//! end against real server processes.
+//! inconsistent database, small `exact` and `dupes` runs must pass end to
+//! end against real server processes, and a short `ceiling` must measure every
+//! strategy with pgbench.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -304,4 +305,23 @@ async fn a_small_dupes_run_gives_each_buyer_one_order() {
         .map(|a| a.count)
         .sum();
     assert_eq!(dupes, 120, "{:?}", s.answers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_ceiling_measures_every_strategy_and_keeps_the_hot_row_consistent() {
+    let c = stress::ceiling::measure(&stress::ceiling::Options {
+        seconds: 1,
+        clients: 2,
+    })
+    .await
+    .unwrap();
+    let names: Vec<_> = c.readings.iter().map(|r| r.strategy).collect();
+    assert_eq!(names, ["per_purchase_txn", "single_statement", "batch64"]);
+    for r in &c.readings {
+        assert!(r.transactions > 0 && r.purchases_per_sec > 0.0, "{r:?}");
+    }
+    assert!(c.orders > 0, "{c:?}");
+    assert_eq!(c.remaining + c.orders, c.stock, "{c:?}");
+    assert_eq!(c.sell_count, c.orders, "{c:?}");
+    assert!(c.consistent, "{c:?}");
 }

@@ -9,6 +9,7 @@ mod browser;
 mod catalog;
 mod combiner;
 mod concurrency;
+mod dockerfile;
 mod email;
 mod ops;
 mod orders;

@@ -1,0 +1,73 @@
+//! The human summary printed on stdout: totals, latency percentiles by kind
+//! of request, every answer counted, and the verdict.
+
+use std::fmt::Write as _;
+
+use super::Summary;
+
+/// The human summary.
+pub fn text(s: &Summary) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "scenario   {}  {}", s.scenario, s.params);
+    let _ = writeln!(o, "against    {}", s.environment);
+    let _ = writeln!(o, "duration   {:.2} s", s.duration_secs);
+    let _ = writeln!(
+        o,
+        "requests   {}  ({:.0}/s)",
+        s.requests, s.requests_per_sec
+    );
+    let _ = writeln!(
+        o,
+        "purchases  {} created  ({:.0}/s)",
+        s.purchases_created, s.purchases_per_sec
+    );
+    if let Some(t) = s.time_to_sell_out_secs {
+        let rate = s.sell_out_rate_per_sec.unwrap_or(0.0);
+        let _ = writeln!(
+            o,
+            "sold out   in {t:.3} s  ({rate:.0} units/s while stock lasted)"
+        );
+    }
+    let _ = writeln!(
+        o,
+        "unknown    {} outcome(s) (timeouts, lost connections)",
+        s.unknown_outcomes
+    );
+    let _ = writeln!(
+        o,
+        "\nlatency (ms)   count      p50      p90      p99    p99.9      max"
+    );
+    for l in &s.latency {
+        let _ = writeln!(
+            o,
+            "{:<10} {:>9} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            l.kind, l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+        );
+    }
+    let _ = writeln!(o, "\nanswers");
+    for a in &s.answers {
+        let status = if a.status == 0 {
+            "none".to_string()
+        } else {
+            a.status.to_string()
+        };
+        let _ = writeln!(
+            o,
+            "{:<10} {:>5} {:<22} {:>9}",
+            a.kind,
+            status,
+            a.code.as_deref().unwrap_or("-"),
+            a.count
+        );
+    }
+    let _ = writeln!(o);
+    if s.violations.is_empty() {
+        let _ = writeln!(o, "verdict    PASS: every invariant held");
+    } else {
+        let _ = writeln!(o, "verdict    FAIL: {} violation(s)", s.violations.len());
+        for v in &s.violations {
+            let _ = writeln!(o, "  - {}: {}", v.rule, v.detail);
+        }
+    }
+    o
+}
