@@ -17,7 +17,7 @@ use crate::helpers::{body, spawn_app, TestApp, TestUser, PASSWORD};
 
 /// How far ahead the countdown sale starts: long enough for the browser to
 /// start and sign in first, short enough that the wait is real but brief.
-const START_SECS: i64 = 15;
+const START_SECS: i64 = 30;
 
 fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
