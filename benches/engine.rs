@@ -62,8 +62,11 @@ fn codec(c: &mut Criterion) {
         quantity: 1,
         unit_price_cents: 999,
         total_cents: 999,
-        status: "confirmed".into(),
+        status: "pending_payment".into(),
         created_at: chrono::Utc::now(),
+        expires_at: Some(chrono::Utc::now()),
+        paid_at: None,
+        released_at: None,
     };
     c.bench_function("json/encode_order", |b| {
         b.iter(|| serde_json::to_vec(std::hint::black_box(&order)).expect("encode"))

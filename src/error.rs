@@ -53,6 +53,8 @@ pub enum ApiError {
     EmailNotVerified,
     #[error("{0}")]
     JobAlreadyRan(String),
+    #[error("{0}")]
+    OrderNotCancellable(String),
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
     #[error("the server is busy; retry in {0} s")]
@@ -111,6 +113,7 @@ impl ApiError {
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::EmailNotVerified => "email_not_verified",
             ApiError::JobAlreadyRan(_) => "job_already_ran",
+            ApiError::OrderNotCancellable(_) => "order_not_cancellable",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal_error",
@@ -152,7 +155,8 @@ impl ResponseError for ApiError {
             | ApiError::SoldOut(_)
             | ApiError::AlreadyPurchased
             | ApiError::SaleAlreadyStarted
-            | ApiError::JobAlreadyRan(_) => StatusCode::CONFLICT,
+            | ApiError::JobAlreadyRan(_)
+            | ApiError::OrderNotCancellable(_) => StatusCode::CONFLICT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -198,7 +202,7 @@ impl From<sqlx::Error> for ApiError {
             match db.constraint() {
                 Some("app_user_username_key") => return ApiError::UsernameTaken,
                 Some("app_user_email_key") => return ApiError::EmailTaken,
-                Some("purchase_order_sale_id_user_id_key") => return ApiError::AlreadyPurchased,
+                Some("purchase_order_live_key") => return ApiError::AlreadyPurchased,
                 _ => {}
             }
             // Serialization failures and deadlocks are safe to retry.

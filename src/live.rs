@@ -8,15 +8,18 @@
 //!
 //! The database stays the only authority for a success: the board may only
 //! ever be *behind* it in a way that sends a request on to the database, never
-//! in a way that refuses one that could succeed. Remaining stock only falls
-//! once a sale has started, and every change is broadcast to all instances on
-//! the sales channel ([`crate::db::sales::Announcement`]: reload after an
-//! admin change; the remaining stock after a purchase). Times are judged by an estimate of the
-//! database clock, and requests within [`BOUNDARY_MARGIN`] of a window edge
-//! always go to the database.
+//! in a way that refuses one that could succeed. Every change is broadcast to
+//! all instances on the sales channel ([`crate::db::sales::Announcement`]:
+//! reload after an admin change; the remaining stock after a purchase; the
+//! remaining stock and "forget the holders" after a release, since a released
+//! buyer may buy again and the stock rose). Between a release's commit and
+//! the arrival of its announcement (milliseconds), another instance may still
+//! answer `sold_out` or `already_purchased` from what it knew. Times are
+//! judged by an estimate of the database clock, and requests within
+//! [`BOUNDARY_MARGIN`] of a window edge always go to the database.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,7 @@ use futures_util::Stream;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
+use crate::db::orders::LIVE;
 use crate::db::sales::{Announcement, SaleState, SaleStatus};
 use crate::error::ApiError;
 
@@ -52,6 +56,9 @@ pub struct LiveSale {
     holders_complete: AtomicBool,
     /// A load of the holders is under way.
     holders_loading: AtomicBool,
+    /// Counts [`LiveSale::forget_buyers`]: holders read before a release
+    /// must not be remembered after it.
+    releases: AtomicU64,
     changed: watch::Sender<u64>,
 }
 
@@ -77,10 +84,40 @@ impl LiveSale {
             .unwrap_or(false)
     }
 
-    /// Records buyers who hold an order (just created, or found existing).
-    pub fn remember_buyers(&self, users: impl IntoIterator<Item = i64>) {
-        if let Ok(mut b) = self.buyers.lock() {
-            b.extend(users);
+    /// Forgets every known holder: some order was released, and its buyer
+    /// may buy again. Until holders are learned anew, repeat buyers go to the
+    /// database, which answers exactly.
+    /// Returns the mark from before (the new one is one more).
+    pub fn forget_buyers(&self) -> u64 {
+        let mut b = match self.buyers.lock() {
+            Ok(b) => b,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let before = self.releases.fetch_add(1, Ordering::AcqRel);
+        self.holders_complete.store(false, Ordering::Release);
+        b.clear();
+        before
+    }
+
+    /// A mark to pass to [`LiveSale::remember_buyers_since`].
+    pub fn release_mark(&self) -> u64 {
+        self.releases.load(Ordering::Acquire)
+    }
+
+    /// Records holders read after `mark` was taken, unless a release came
+    /// between (then some of them may hold nothing any more). With `all`
+    /// (every holder of a sold-out sale was read) and the sale still sold
+    /// out, the set is complete.
+    pub fn remember_buyers_since(&self, mark: u64, users: Vec<i64>, all: bool) {
+        let Ok(mut b) = self.buyers.lock() else {
+            return;
+        };
+        if self.releases.load(Ordering::Acquire) != mark {
+            return;
+        }
+        b.extend(users);
+        if all && self.remaining() == 0 {
+            self.holders_complete.store(true, Ordering::Release);
         }
     }
 
@@ -171,6 +208,7 @@ impl Board {
                 buyers: Mutex::new(HashSet::new()),
                 holders_complete: AtomicBool::new(false),
                 holders_loading: AtomicBool::new(false),
+                releases: AtomicU64::new(0),
                 changed,
             })
         });
@@ -226,20 +264,18 @@ impl Board {
         }
         if !live.holders_loading.swap(true, Ordering::AcqRel) {
             let (pool, live) = (self.pool.clone(), Arc::clone(live));
+            let mark = live.release_mark();
             tokio::spawn(async move {
-                let holders: Result<Vec<i64>, sqlx::Error> =
-                    sqlx::query_scalar("select user_id from purchase_order where sale_id = $1")
-                        .bind(live.id)
-                        .fetch_all(&pool)
-                        .await;
+                let holders: Result<Vec<i64>, sqlx::Error> = sqlx::query_scalar(&format!(
+                    "select user_id from purchase_order where sale_id = $1 and status in {LIVE}"
+                ))
+                .bind(live.id)
+                .fetch_all(&pool)
+                .await;
                 match holders {
-                    Ok(ids) => {
-                        live.remember_buyers(ids);
-                        // Stock put back meanwhile (before a start) voids the load.
-                        if live.remaining() == 0 {
-                            live.holders_complete.store(true, Ordering::Release);
-                        }
-                    }
+                    // Stock put back meanwhile (before a start, or a release)
+                    // voids the load.
+                    Ok(ids) => live.remember_buyers_since(mark, ids, true),
                     Err(e) => {
                         tracing::warn!(sale_id = live.id, error = %e, "loading a sale's buyers failed")
                     }
@@ -256,6 +292,12 @@ impl Board {
         match Announcement::parse(payload) {
             Some(Announcement::Remaining { sale_id, remaining }) => {
                 if let Some(live) = self.cached(sale_id) {
+                    live.set_remaining(remaining);
+                }
+            }
+            Some(Announcement::Released { sale_id, remaining }) => {
+                if let Some(live) = self.cached(sale_id) {
+                    let _ = live.forget_buyers();
                     live.set_remaining(remaining);
                 }
             }

@@ -15,7 +15,7 @@ use crate::routes;
         routes::products::list, routes::products::get, routes::products::create, routes::products::update,
         routes::sales::list, routes::sales::get, routes::sales::status, routes::sales::create, routes::sales::update,
         routes::sales::purchase, routes::sales::stats, routes::sales::events,
-        routes::orders::list, routes::orders::get, routes::orders::revenue,
+        routes::orders::list, routes::orders::get, routes::orders::cancel, routes::orders::revenue,
         routes::admin::list, routes::admin::update, routes::admin::outbox, routes::admin::retry_email,
         routes::admin::jobs, routes::admin::run_job,
         routes::ops::healthz, routes::ops::readyz, routes::ops::metrics,

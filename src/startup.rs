@@ -161,6 +161,10 @@ impl Application {
         let mut tasks = vec![
             tokio::spawn(upkeep(Arc::clone(&state), Arc::clone(&auth))),
             tokio::spawn(listen(Arc::clone(&state), auth)),
+            tokio::spawn(crate::purchase::sweeper::run(
+                state.pool.clone(),
+                state.engine.clone(),
+            )),
         ];
         // actix-web stops on SIGINT/SIGTERM by itself; this only ends the
         // event streams it would otherwise wait for until its timeout.

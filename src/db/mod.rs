@@ -63,3 +63,26 @@ pub async fn notify(
         .await
         .map(|_| ())
 }
+
+/// Takes or renews the lease `name` for `holder` until `ttl` from now (by the
+/// database clock): `true` when `holder` has it, `false` when another holder's
+/// lease still runs. One statement, so it needs no session state.
+pub async fn take_lease(
+    pool: &PgPool,
+    name: &str,
+    holder: uuid::Uuid,
+    ttl: Duration,
+) -> Result<bool, sqlx::Error> {
+    let taken: Option<bool> = sqlx::query_scalar(
+        "insert into lease (name, holder, until) values ($1, $2, now() + make_interval(secs => $3))
+         on conflict (name) do update set holder = excluded.holder, until = excluded.until
+          where lease.holder = excluded.holder or lease.until < now()
+         returning true",
+    )
+    .bind(name)
+    .bind(holder)
+    .bind(ttl.as_secs_f64())
+    .fetch_optional(pool)
+    .await?;
+    Ok(taken.unwrap_or(false))
+}

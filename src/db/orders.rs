@@ -1,4 +1,9 @@
 //! Orders: what a shopper bought, and what a seller earned.
+//!
+//! An order is *live* while it holds its unit: `pending_payment` (a hold,
+//! until `expires_at`), `paid`, or `confirmed` (a sale without a hold). It
+//! stops holding it as `payment_failed`, `expired`, `cancelled` or
+//! `refunded`. Revenue counts `paid` and `confirmed` only.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -18,14 +23,29 @@ pub struct Order {
     pub quantity: i32,
     pub unit_price_cents: i64,
     pub total_cents: i64,
+    /// `pending_payment`, `paid`, `confirmed`, `payment_failed`, `expired`,
+    /// `cancelled` or `refunded`.
     pub status: String,
     /// Database time of the purchase.
     pub created_at: DateTime<Utc>,
+    /// When a hold runs out unpaid (by the database clock); `null` for an
+    /// order confirmed at once.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// When the order stopped holding its unit.
+    pub released_at: Option<DateTime<Utc>>,
 }
 
 /// The columns of [`Order`], for `select` and `returning`.
 pub const COLUMNS: &str =
-    "id, number, sale_id, product_id, user_id, quantity, unit_price_cents, total_cents, status, created_at";
+    "id, number, sale_id, product_id, user_id, quantity, unit_price_cents, total_cents, status,
+     created_at, expires_at, paid_at, released_at";
+
+/// The statuses of a live order (one that holds its units), as a SQL list.
+pub const LIVE: &str = "('pending_payment', 'paid', 'confirmed')";
+
+/// The statuses that count as revenue, as a SQL list.
+pub const EARNING: &str = "('paid', 'confirmed')";
 
 /// A user's orders, newest first.
 pub async fn list_for_user(
@@ -85,19 +105,129 @@ pub async fn revenue(
     seller_id: Option<i64>,
     month_start: DateTime<Utc>,
 ) -> Result<Vec<RevenueLine>, ApiError> {
-    Ok(sqlx::query_as(
+    Ok(sqlx::query_as(&format!(
         "select p.id as product_id, p.name, p.seller_id,
                 coalesce(sum(o.quantity), 0)::bigint as units,
                 coalesce(sum(o.total_cents), 0)::bigint as revenue_cents
            from product p
-           join purchase_order o on o.product_id = p.id and o.status = 'confirmed'
+           join purchase_order o on o.product_id = p.id and o.status in {EARNING}
                 and o.created_at >= $2 and o.created_at < $2 + interval '1 month'
           where $1::bigint is null or p.seller_id = $1
           group by p.id
-          order by revenue_cents desc, p.id",
-    )
+          order by revenue_cents desc, p.id"
+    ))
     .bind(seller_id)
     .bind(month_start)
     .fetch_all(pool)
     .await?)
+}
+
+/// Why an order stops holding its unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Release {
+    /// A hold ran out unpaid (only once its `expires_at` has passed).
+    Expired,
+    /// An admin cancelled it (pending or confirmed; a cancelled sale's holds).
+    Cancelled,
+}
+
+impl Release {
+    /// The status the order ends in.
+    pub fn status(self) -> &'static str {
+        match self {
+            Release::Expired => "expired",
+            Release::Cancelled => "cancelled",
+        }
+    }
+
+    /// The email that tells the buyer (an `outbox.kind`).
+    fn email(self) -> &'static str {
+        match self {
+            Release::Expired => "hold_expired",
+            Release::Cancelled => "order_cancelled",
+        }
+    }
+
+    /// Which orders this release may end, as SQL on `o`.
+    fn condition(self) -> &'static str {
+        match self {
+            Release::Expired => "o.status = 'pending_payment' and o.expires_at <= now()",
+            Release::Cancelled => "o.status in ('pending_payment', 'confirmed')",
+        }
+    }
+}
+
+/// Which orders of a sale to release.
+#[derive(Clone, Copy, Debug)]
+pub enum Releasing<'a> {
+    /// These orders, where the release applies to them (others are left as
+    /// they are: already released, paid meanwhile, not yet due).
+    Orders(&'a [i64]),
+    /// Every pending hold of the sale (its cancellation).
+    AllHolds,
+}
+
+/// An order that stopped holding its unit.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ReleasedOrder {
+    pub id: i64,
+    pub user_id: i64,
+    pub quantity: i32,
+}
+
+/// Ends orders of one sale and gives their units back, in one statement: the
+/// status, `remaining` up and the product's `sell_count` down, and an
+/// announcement that stock rose (sent on commit), and the email telling each
+/// buyer, in the outbox with the release. The caller holds the sale's
+/// row lock (`FOR UPDATE`), so the lock order stays sale, then orders, then
+/// product, and the stock invariant holds at every commit. Returns what was
+/// released and the remaining stock after it (`None` when nothing was).
+pub async fn release(
+    conn: &mut sqlx::PgConnection,
+    sale_id: i64,
+    which: Releasing<'_>,
+    why: Release,
+) -> Result<(Vec<ReleasedOrder>, Option<i64>), sqlx::Error> {
+    let (filter, ids) = match which {
+        Releasing::Orders(ids) => (
+            format!("o.id = any($3) and o.sale_id = $1 and {}", why.condition()),
+            Some(ids),
+        ),
+        Releasing::AllHolds => (
+            "o.sale_id = $1 and o.status = 'pending_payment' and $3::bigint[] is null".to_string(),
+            None,
+        ),
+    };
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        #[sqlx(flatten)]
+        order: ReleasedOrder,
+        remaining: i64,
+    }
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "with rel as (
+             update purchase_order o set status = $2, released_at = now()
+              where {filter}
+             returning o.id, o.user_id, o.quantity),
+         s as (update sale set remaining = remaining + (select sum(quantity) from rel)
+                where id = $1 and exists (select 1 from rel)
+                returning product_id, remaining),
+         p as (update product set sell_count = sell_count - (select sum(quantity) from rel)
+                where id = (select product_id from s)),
+         -- The buyer's email commits with the release.
+         m as (insert into outbox (kind, user_id, order_id)
+               select $4, user_id, id from rel)
+         select rel.id, rel.user_id, rel.quantity, s.remaining,
+                (select {announce} from s) is null as announced
+           from rel cross join s",
+        announce = super::sales::released_announcement("$1", "s.remaining"),
+    ))
+    .bind(sale_id)
+    .bind(why.status())
+    .bind(ids)
+    .bind(why.email())
+    .fetch_all(conn)
+    .await?;
+    let remaining = rows.first().map(|r| r.remaining);
+    Ok((rows.into_iter().map(|r| r.order).collect(), remaining))
 }

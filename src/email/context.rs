@@ -45,7 +45,9 @@ pub(super) async fn load(
         None => Value::Null,
     };
     let mut ctx = match kind {
-        Kind::OrderConfirmation => order_context(pool, row.order_id).await?,
+        Kind::OrderConfirmation | Kind::HoldExpired | Kind::OrderCancelled => {
+            order_context(pool, row.order_id).await?
+        }
         Kind::VerifyEmail => token_context(base_url, &payload, "/api/v1/auth/verify")?,
         Kind::PasswordReset => token_context(base_url, &payload, "/reset-password")?,
         Kind::SellerDailyDigest | Kind::SellerMonthlyReport => report_context(&payload)?,

@@ -220,9 +220,9 @@ pub async fn run(
     })
 }
 
-/// One row per product of an active seller, with its orders in the window
-/// (`$2`, `$3`), visited one by one through the "orders of a product by day"
-/// index.
+/// One row per product of an active seller, with its earning orders (paid
+/// or confirmed) in the window (`$2`, `$3`), visited one by one through the
+/// "orders of a product by day" index.
 macro_rules! product_lines {
     ($select:literal, $where:literal) => {
         concat!(
@@ -234,7 +234,8 @@ macro_rules! product_lines {
       select count(*) as orders, coalesce(sum(o.quantity), 0) as units,
              coalesce(sum(o.total_cents), 0) as revenue
         from purchase_order o
-       where o.product_id = p.id and o.created_at >= $2 and o.created_at < $3) l
+       where o.product_id = p.id and o.created_at >= $2 and o.created_at < $3
+         and o.status in ('paid', 'confirmed')) l
 ",
             $where,
             "

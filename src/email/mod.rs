@@ -26,6 +26,10 @@ pub use render::{money, Rendered, Templates};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     OrderConfirmation,
+    /// A hold ran out unpaid; its unit went back on sale.
+    HoldExpired,
+    /// An admin cancelled the order (or its sale).
+    OrderCancelled,
     VerifyEmail,
     PasswordReset,
     SellerDailyDigest,
@@ -34,8 +38,10 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 8] = [
         Kind::OrderConfirmation,
+        Kind::HoldExpired,
+        Kind::OrderCancelled,
         Kind::VerifyEmail,
         Kind::PasswordReset,
         Kind::SellerDailyDigest,
@@ -46,6 +52,8 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::OrderConfirmation => "order_confirmation",
+            Kind::HoldExpired => "hold_expired",
+            Kind::OrderCancelled => "order_cancelled",
             Kind::VerifyEmail => "verify_email",
             Kind::PasswordReset => "password_reset",
             Kind::SellerDailyDigest => "seller_daily_digest",

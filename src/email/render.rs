@@ -21,6 +21,22 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/email/order_confirmation.html"),
     ),
     (
+        "hold_expired.txt",
+        include_str!("../../templates/email/hold_expired.txt"),
+    ),
+    (
+        "hold_expired.html",
+        include_str!("../../templates/email/hold_expired.html"),
+    ),
+    (
+        "order_cancelled.txt",
+        include_str!("../../templates/email/order_cancelled.txt"),
+    ),
+    (
+        "order_cancelled.html",
+        include_str!("../../templates/email/order_cancelled.html"),
+    ),
+    (
         "verify_email.txt",
         include_str!("../../templates/email/verify_email.txt"),
     ),
@@ -150,6 +166,16 @@ mod tests {
             (
                 Kind::OrderConfirmation,
                 json!({"order_number": "2026-11-000001", "product": "Book & Co", "quantity": 1,
+                       "unit_price": "19.99 EUR", "total": "19.99 EUR", "ordered_at": "2026-11-21 10:00 UTC"}),
+            ),
+            (
+                Kind::HoldExpired,
+                json!({"order_number": "2026-11-000002", "product": "Book & Co", "quantity": 1,
+                       "unit_price": "19.99 EUR", "total": "19.99 EUR", "ordered_at": "2026-11-21 10:00 UTC"}),
+            ),
+            (
+                Kind::OrderCancelled,
+                json!({"order_number": "2026-11-000003", "product": "Book & Co", "quantity": 1,
                        "unit_price": "19.99 EUR", "total": "19.99 EUR", "ordered_at": "2026-11-21 10:00 UTC"}),
             ),
             (

@@ -30,13 +30,14 @@
 mod combiner;
 pub mod rules;
 mod single;
+pub mod sweeper;
 
 use std::sync::Arc;
 
 use sqlx::PgPool;
 
 use crate::config::{PurchaseMode, PurchaseSettings};
-use crate::db::orders::Order;
+use crate::db::orders::{self, Order, Release, ReleasedOrder};
 use crate::domain::Quantity;
 use crate::error::ApiError;
 use crate::live::{Board, LiveSale, BOUNDARY_MARGIN};
@@ -111,6 +112,61 @@ impl PurchaseEngine {
     }
 }
 
+impl PurchaseEngine {
+    /// Ends these orders of one sale for `why` and gives their units back,
+    /// where the release applies (an order already released, paid meanwhile
+    /// or not yet due is left as it is), and returns what was released. Runs
+    /// to completion even if the caller stops waiting. In the combined engine
+    /// the release rides in the sale's next batch, under the lock that batch
+    /// takes anyway, and its units are there for that batch's buyers.
+    pub async fn release(
+        &self,
+        sale_id: i64,
+        ids: Vec<i64>,
+        why: Release,
+    ) -> Result<Vec<ReleasedOrder>, ApiError> {
+        let live = self.board.get(sale_id).await?;
+        match self.mode {
+            PurchaseMode::PerPurchase => {
+                let pool = self.pool.clone();
+                let task = tokio::spawn(async move {
+                    let (released, remaining) = single::release(&pool, sale_id, &ids, why).await?;
+                    if let Some(n) = remaining {
+                        let _ = live.forget_buyers();
+                        live.set_remaining(n);
+                    }
+                    Ok(released)
+                });
+                task.await
+                    .map_err(|e| ApiError::Internal(anyhow::anyhow!("release task failed: {e}")))?
+            }
+            PurchaseMode::Combined => self.combiner.release(live, ids, why).await,
+        }
+    }
+
+    /// An admin's cancel: a pending or confirmed order becomes `cancelled`
+    /// and its units go back to the stock. Returns the order as it ends.
+    pub async fn cancel(&self, order_id: i64) -> Result<Order, ApiError> {
+        let order = orders::get(&self.pool, order_id, 0, true).await?;
+        if matches!(order.status.as_str(), "pending_payment" | "confirmed") {
+            self.release(order.sale_id, vec![order.id], Release::Cancelled)
+                .await?;
+        }
+        // Read back: the release may have found the order changed meanwhile
+        // (paid, expired), or a retried batch may have released it already.
+        let order = orders::get(&self.pool, order_id, 0, true).await?;
+        match order.status.as_str() {
+            "cancelled" => Ok(order),
+            "paid" => Err(ApiError::OrderNotCancellable(
+                "the order is paid; paid orders are refunded, not cancelled".into(),
+            )),
+            other => Err(ApiError::OrderNotCancellable(format!(
+                "the order is {other}; only pending and confirmed orders can be cancelled"
+            ))),
+        }
+    }
+}
+
 /// Refuses from memory what the database would refuse. Only answers that
 /// cannot turn into a success are given here: the board is never ahead of
 /// the database, and window edges are left to the database clock.
@@ -131,13 +187,14 @@ fn fail_fast(board: &Board, live: &Arc<LiveSale>, req: PurchaseRequest) -> Resul
     }
     let started = now >= t.starts_at + BOUNDARY_MARGIN;
     if started {
-        // After the start, the limit cannot change and the stock only falls.
+        // After the start, the limit cannot change.
         if req.quantity.get() > t.per_user_limit {
             return Err(ApiError::QuantityExceedsLimit(t.per_user_limit));
         }
         // A buyer who holds an order hears `already_purchased` from the
         // database even when the sale is sold out, so `sold_out` comes from
-        // memory only once every holder is known here.
+        // memory only once every holder is known here. A release raises the
+        // stock and voids the holders (see `crate::live`).
         if live.remaining() == 0 && board.holders_known(live) {
             return Err(ApiError::SoldOut("sold out".into()));
         }

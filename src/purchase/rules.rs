@@ -13,6 +13,8 @@ pub struct LockedSale {
     pub remaining: i64,
     pub price_cents: i64,
     pub per_user_limit: i32,
+    /// Seconds a winner has to pay; 0 confirms at once.
+    pub hold_secs: i32,
     pub cancelled: bool,
     pub not_started: bool,
     pub ended: bool,
@@ -21,7 +23,7 @@ pub struct LockedSale {
 /// Step 1: lock the sale row and read it, with the window judged by `now()`.
 pub async fn lock_sale(conn: &mut PgConnection, sale_id: i64) -> Result<LockedSale, ApiError> {
     sqlx::query_as(
-        "select product_id, remaining, price_cents, per_user_limit,
+        "select product_id, remaining, price_cents, per_user_limit, hold_secs,
                 cancelled_at is not null as cancelled,
                 now() < starts_at as not_started,
                 now() >= ends_at as ended
@@ -60,7 +62,7 @@ pub struct BuyerFacts {
     pub disabled: bool,
     /// Has no verified email address while purchases require one.
     pub unverified: bool,
-    /// Holds an order in this sale.
+    /// Holds a live order in this sale.
     pub already: bool,
 }
 

@@ -4,7 +4,7 @@ use sqlx::PgPool;
 
 use super::rules::{decide, lock_sale, window_error, BuyerFacts, Decision};
 use super::PurchaseRequest;
-use crate::db::orders::{Order, COLUMNS};
+use crate::db::orders::{self, Order, Release, ReleasedOrder, Releasing, COLUMNS, LIVE};
 use crate::error::ApiError;
 
 /// Runs one purchase in its own transaction. Returns the order and the
@@ -20,17 +20,19 @@ pub(super) async fn purchase(
     if let Some(e) = window_error(&sale) {
         return Err(e);
     }
-    let (exists, disabled, unverified, already): (bool, bool, bool, bool) = sqlx::query_as(
-        "select u.id is not null, coalesce(u.disabled_at is not null, false),
+    let (exists, disabled, unverified, already): (bool, bool, bool, bool) =
+        sqlx::query_as(&format!(
+            "select u.id is not null, coalesce(u.disabled_at is not null, false),
                 $3 and coalesce(u.email_verified_at is null, false),
-                exists (select 1 from purchase_order where sale_id = $1 and user_id = $2)
-           from (select $2::bigint as id) b left join app_user u on u.id = b.id",
-    )
-    .bind(req.sale_id)
-    .bind(req.user_id)
-    .bind(require_verified)
-    .fetch_one(&mut *tx)
-    .await?;
+                exists (select 1 from purchase_order
+                         where sale_id = $1 and user_id = $2 and status in {LIVE})
+           from (select $2::bigint as id) b left join app_user u on u.id = b.id"
+        ))
+        .bind(req.sale_id)
+        .bind(req.user_id)
+        .bind(require_verified)
+        .fetch_one(&mut *tx)
+        .await?;
     let buyer = BuyerFacts {
         exists,
         disabled,
@@ -42,9 +44,15 @@ pub(super) async fn purchase(
     }
 
     let total = sale.price_cents * i64::from(qty);
+    // With a hold the order waits for payment until `expires_at`, by the
+    // database clock; without one it is confirmed at once.
     let order: Order = sqlx::query_as(&format!(
-        "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents)
-         values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
+        "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents,
+                                     total_cents, status, expires_at)
+         values ($1, $2, $3, $4, $5, $6,
+                 case when $7 > 0 then 'pending_payment' else 'confirmed' end,
+                 case when $7 > 0 then now() + make_interval(secs => $7) end)
+         returning {COLUMNS}"
     ))
     .bind(req.sale_id)
     .bind(sale.product_id)
@@ -52,6 +60,7 @@ pub(super) async fn purchase(
     .bind(qty)
     .bind(sale.price_cents)
     .bind(total)
+    .bind(sale.hold_secs)
     .fetch_one(&mut *tx)
     .await?;
     let remaining: i64 = sqlx::query_scalar(
@@ -66,14 +75,31 @@ pub(super) async fn purchase(
         .bind(i64::from(qty))
         .execute(&mut *tx)
         .await?;
-    // The confirmation email commits with the order.
-    sqlx::query(
-        "insert into outbox (kind, user_id, order_id) values ('order_confirmation', $1, $2)",
-    )
-    .bind(req.user_id)
-    .bind(order.id)
-    .execute(&mut *tx)
-    .await?;
+    // The confirmation email commits with a confirmed order.
+    if order.status == "confirmed" {
+        sqlx::query(
+            "insert into outbox (kind, user_id, order_id) values ('order_confirmation', $1, $2)",
+        )
+        .bind(req.user_id)
+        .bind(order.id)
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok((order, remaining))
+}
+
+/// Releases orders of one sale in their own transaction under the sale's
+/// lock. Returns what was released and the remaining stock after it.
+pub(super) async fn release(
+    pool: &PgPool,
+    sale_id: i64,
+    ids: &[i64],
+    why: Release,
+) -> Result<(Vec<ReleasedOrder>, Option<i64>), ApiError> {
+    let mut tx = pool.begin().await?;
+    lock_sale(&mut tx, sale_id).await?;
+    let released = orders::release(&mut tx, sale_id, Releasing::Orders(ids), why).await?;
+    tx.commit().await?;
+    Ok(released)
 }

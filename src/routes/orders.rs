@@ -1,4 +1,4 @@
-//! `/orders` and `/seller/revenue`.
+//! `/orders`, the admin's order cancel, and `/seller/revenue`.
 
 use actix_web::web;
 use chrono::NaiveDate;
@@ -13,6 +13,7 @@ use crate::state::AppState;
 pub fn config(cfg: &mut web::ServiceConfig) {
     cfg.route("/orders", web::get().to(list))
         .route("/orders/{id}", web::get().to(get))
+        .route("/admin/orders/{id}/cancel", web::post().to(cancel))
         .route("/seller/revenue", web::get().to(revenue));
 }
 
@@ -39,6 +40,20 @@ pub async fn get(
     Ok(web::Json(
         orders::get(&state.pool, *id, user.id, user.is_admin()).await?,
     ))
+}
+
+#[utoipa::path(post, path = "/api/v1/admin/orders/{id}/cancel", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Order, description = "the order, now `cancelled`; its units are back in the stock"),
+              (status = 403, description = "forbidden"), (status = 404, description = "not_found"),
+              (status = 409, description = "order_not_cancellable: it is paid, or already ended otherwise"),
+              (status = 503, description = "busy: retry after Retry-After")))]
+pub async fn cancel(
+    state: web::Data<AppState>,
+    user: AuthUser,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<Order>> {
+    user.require(&[Role::Admin])?;
+    Ok(web::Json(state.engine.cancel(*id).await?))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

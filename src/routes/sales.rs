@@ -98,6 +98,9 @@ pub struct CreateSale {
     pub price_cents: Option<i64>,
     /// Default 1.
     pub per_user_limit: Option<i64>,
+    /// Seconds a winner's unit is held for payment, 0 to 3600; default 0:
+    /// orders are confirmed at once.
+    pub hold_secs: Option<i64>,
 }
 
 fn per_user_limit(n: i64) -> Result<i32, String> {
@@ -105,6 +108,17 @@ fn per_user_limit(n: i64) -> Result<i32, String> {
         Ok(n as i32)
     } else {
         Err(format!("must be between 1 and {MAX_QUANTITY}"))
+    }
+}
+
+/// The longest hold, in seconds.
+const MAX_HOLD_SECS: i64 = 3600;
+
+fn hold_secs(n: i64) -> Result<i32, String> {
+    if (0..=MAX_HOLD_SECS).contains(&n) {
+        Ok(n as i32)
+    } else {
+        Err(format!("must be between 0 and {MAX_HOLD_SECS}"))
     }
 }
 
@@ -127,11 +141,12 @@ pub async fn create(
         "per_user_limit",
         per_user_limit(b.per_user_limit.unwrap_or(1)),
     );
+    let hold = p.check("hold_secs", hold_secs(b.hold_secs.unwrap_or(0)));
     if b.ends_at <= b.starts_at {
         p.add("ends_at", "must be after starts_at");
     }
     p.finish()?;
-    let (Some(stock), Some(per_user_limit)) = (stock, limit) else {
+    let (Some(stock), Some(per_user_limit), Some(hold_secs)) = (stock, limit, hold) else {
         unreachable!("finish() returned Ok, so every field parsed");
     };
     let sale = sales::create(
@@ -143,6 +158,7 @@ pub async fn create(
             stock,
             price_cents,
             per_user_limit,
+            hold_secs,
             created_by: user.id,
         },
     )
@@ -158,7 +174,9 @@ pub struct UpdateSale {
     pub stock: Option<i64>,
     pub price_cents: Option<i64>,
     pub per_user_limit: Option<i64>,
-    /// `true` cancels the sale (it cannot be un-cancelled).
+    pub hold_secs: Option<i64>,
+    /// `true` cancels the sale (it cannot be un-cancelled); its unpaid holds
+    /// are cancelled with it.
     pub cancelled: Option<bool>,
 }
 
@@ -191,6 +209,7 @@ pub async fn update(
         per_user_limit: b
             .per_user_limit
             .and_then(|l| p.check("per_user_limit", per_user_limit(l))),
+        hold_secs: b.hold_secs.and_then(|h| p.check("hold_secs", hold_secs(h))),
         cancel: b.cancelled == Some(true),
     };
     p.finish()?;

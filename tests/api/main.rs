@@ -11,6 +11,7 @@ mod combiner;
 mod concurrency;
 mod dockerfile;
 mod email;
+mod holds;
 mod ops;
 mod orders;
 mod pages;

@@ -521,7 +521,7 @@ async fn admin_stats_count_units_orders_buyers_and_revenue() {
     assert_eq!(status, 200, "{stats}");
     assert_eq!(
         stats,
-        json!({"sale_id": sale, "stock": 10, "sold": 6, "remaining": 4,
+        json!({"sale_id": sale, "stock": 10, "sold": 6, "pending": 0, "paid": 0, "remaining": 4,
                "orders": 3, "buyers": 3, "revenue_cents": 6000})
     );
 }
@@ -544,7 +544,7 @@ async fn admin_stats_of_a_sale_without_orders_are_zero() {
     assert_eq!(status, 200, "{stats}");
     assert_eq!(
         stats,
-        json!({"sale_id": sale, "stock": 8, "sold": 0, "remaining": 8,
+        json!({"sale_id": sale, "stock": 8, "sold": 0, "pending": 0, "paid": 0, "remaining": 8,
                "orders": 0, "buyers": 0, "revenue_cents": 0})
     );
 }

@@ -27,14 +27,18 @@ use sqlx::PgPool;
 use tokio::sync::oneshot;
 
 use super::super::rules::{decide, window_error, BuyerFacts, Decision, LockedSale};
-use super::Pending;
-use crate::db::orders::{Order, COLUMNS};
+use super::{Batch, Pending, ReleaseJob};
+use crate::db::orders::{self, Order, Release, ReleasedOrder, Releasing, COLUMNS, LIVE};
 use crate::db::sales::remaining_announcement;
 use crate::error::ApiError;
 
 /// What a batch transaction decided.
 pub(super) struct Outcome {
     pub(super) answers: Vec<Result<Order, ApiError>>,
+    /// What each release job released, in the batch's order.
+    pub(super) released: Vec<Vec<ReleasedOrder>>,
+    /// Some order was released: its buyer may buy again.
+    pub(super) released_any: bool,
     /// Remaining stock after the commit, when the sale row was read.
     pub(super) remaining: Option<i64>,
 }
@@ -56,7 +60,8 @@ pub(super) async fn find_orders(
 ) -> Option<HashMap<i64, Order>> {
     for attempt in 1..=5u64 {
         let rows: Result<Vec<Order>, sqlx::Error> = sqlx::query_as(&format!(
-            "select {COLUMNS} from purchase_order where sale_id = $1 and user_id = any($2)"
+            "select {COLUMNS} from purchase_order
+              where sale_id = $1 and user_id = any($2) and status in {LIVE}"
         ))
         .bind(sale_id)
         .bind(users)
@@ -77,17 +82,18 @@ pub(super) async fn find_orders(
 pub(super) async fn transact(
     pool: &PgPool,
     sale_id: i64,
-    batch: &[Pending],
+    batch: &Batch,
     lock_signal: &mut Option<oneshot::Sender<()>>,
     require_verified: bool,
 ) -> Result<Outcome, Failure> {
     let clean = |e: sqlx::Error| Failure::Clean(ApiError::from(e));
-    let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
+    let buys = &batch.buys;
+    let users: Vec<i64> = buys.iter().map(|p| p.user_id).collect();
     let mut tx = pool.begin().await.map_err(clean)?;
     // The lock, and the batch's accounts in the same round trip (accounts do
     // not need the lock; orders do, and are read after it when asked).
     let locked: Option<LockedBatch> = sqlx::query_as::<_, LockedBatch>(
-        "select product_id, remaining, price_cents, per_user_limit,
+        "select product_id, remaining, price_cents, per_user_limit, hold_secs,
                 cancelled_at is not null as cancelled,
                 now() < starts_at as not_started,
                 now() >= ends_at as ended,
@@ -109,46 +115,52 @@ pub(super) async fn transact(
         let _ = signal.send(());
     }
     let Some(LockedBatch {
-        sale,
+        mut sale,
         accounts,
         disabled,
         unverified,
     }) = locked
     else {
         return Ok(Outcome {
-            answers: batch
+            answers: buys
                 .iter()
                 .map(|_| Err(ApiError::NotFound("no such sale")))
                 .collect(),
+            released: batch.releases.iter().map(|_| Vec::new()).collect(),
+            released_any: false,
             remaining: None,
         });
     };
+    // Releases first, whatever the window: their units go back to the stock
+    // and are there for this batch's buyers at once.
+    let released = release_all(&mut tx, sale_id, &batch.releases)
+        .await
+        .map_err(clean)?;
+    let released_any = released.iter().any(|r| !r.is_empty());
+    sale.remaining += released
+        .iter()
+        .flatten()
+        .map(|o| i64::from(o.quantity))
+        .sum::<i64>();
+    let mut answers: Vec<Option<Result<Order, ApiError>>> = Vec::new();
+    let (mut win_users, mut win_qty) = (Vec::new(), Vec::new());
     if window_error(&sale).is_some() {
-        return Ok(Outcome {
-            answers: batch
-                .iter()
-                .map(|_| Err(window_error(&sale).unwrap_or(ApiError::SaleEnded)))
-                .collect(),
-            remaining: Some(sale.remaining),
-        });
+        let refusal = || window_error(&sale).unwrap_or(ApiError::SaleEnded);
+        answers = buys.iter().map(|_| Some(Err(refusal()))).collect();
+    } else if !buys.is_empty() {
+        let set = |ids: Vec<i64>| ids.into_iter().collect::<HashSet<i64>>();
+        let (accounts, disabled, unverified) = (set(accounts), set(disabled), set(unverified));
+        // First decided without reading the batch's orders (see the module
+        // docs); if the stock runs out in the batch, decided again with them.
+        let mut held = HashSet::new();
+        let mut decided = decide_batch(buys, &sale, &accounts, &disabled, &unverified, &held);
+        if decided.ran_out {
+            held = set(read_held(&mut tx, sale_id, &users).await.map_err(clean)?);
+            decided = decide_batch(buys, &sale, &accounts, &disabled, &unverified, &held);
+        }
+        (answers, win_users, win_qty) = (decided.answers, decided.win_users, decided.win_qty);
     }
-    let set = |ids: Vec<i64>| ids.into_iter().collect::<HashSet<i64>>();
-    let (accounts, disabled, unverified) = (set(accounts), set(disabled), set(unverified));
-    // First decided without reading the batch's orders (see the module docs);
-    // if the stock runs out in the batch, decided again with them read.
-    let mut held = HashSet::new();
-    let mut decided = decide_batch(batch, &sale, &accounts, &disabled, &unverified, &held);
-    if decided.ran_out {
-        held = set(read_held(&mut tx, sale_id, &users).await.map_err(clean)?);
-        decided = decide_batch(batch, &sale, &accounts, &disabled, &unverified, &held);
-    }
-    let Decided {
-        answers,
-        win_users,
-        win_qty,
-        ..
-    } = decided;
-    if win_users.is_empty() {
+    if win_users.is_empty() && !released_any {
         // Nothing to write: the transaction ends with its lock, unchanged.
         drop(tx);
         return Ok(Outcome {
@@ -156,27 +168,95 @@ pub(super) async fn transact(
                 .into_iter()
                 .map(|a| a.unwrap_or(Err(ApiError::Busy(1))))
                 .collect(),
+            released,
+            released_any,
             remaining: Some(sale.remaining),
         });
     }
+    let orders = if win_users.is_empty() {
+        Vec::new()
+    } else {
+        insert_orders(&mut tx, sale_id, &sale, &win_users, &win_qty)
+            .await
+            .map_err(clean)?
+    };
+    let sold: i64 = orders.iter().map(|o| i64::from(o.quantity)).sum();
+    let after = sale.remaining - sold;
+    if let Err(e) = tx.commit().await {
+        let made = orders.iter().map(|o| o.id).collect();
+        return Err(Failure::Unknown(ApiError::from(e), made));
+    }
 
-    // Insert every accepted order and move both counters by what was really
-    // inserted, in one statement (sale before product, as everywhere).
-    let orders: Vec<Order> = sqlx::query_as(&format!(
+    let mut by_user: HashMap<i64, Order> = orders.into_iter().map(|o| (o.user_id, o)).collect();
+    let answers = buys
+        .iter()
+        .zip(answers)
+        .map(|(p, a)| match a {
+            Some(refusal) => refusal,
+            // Accepted but not inserted: the key found a live order the
+            // check could not see. That buyer already holds one.
+            None => by_user.remove(&p.user_id).ok_or(ApiError::AlreadyPurchased),
+        })
+        .collect();
+    Ok(Outcome {
+        answers,
+        released,
+        released_any,
+        remaining: Some(after),
+    })
+}
+
+/// Runs the batch's releases under its lock, one statement per kind of
+/// release, and returns what each job released.
+async fn release_all(
+    tx: &mut sqlx::PgConnection,
+    sale_id: i64,
+    jobs: &[ReleaseJob],
+) -> Result<Vec<Vec<ReleasedOrder>>, sqlx::Error> {
+    let mut by_why: HashMap<Release, Vec<i64>> = HashMap::new();
+    for job in jobs {
+        by_why.entry(job.why).or_default().extend(&job.ids);
+    }
+    let mut done: HashMap<i64, ReleasedOrder> = HashMap::new();
+    for (why, ids) in by_why {
+        let (orders, _) = orders::release(tx, sale_id, Releasing::Orders(&ids), why).await?;
+        done.extend(orders.into_iter().map(|o| (o.id, o)));
+    }
+    Ok(jobs
+        .iter()
+        .map(|job| job.ids.iter().filter_map(|id| done.remove(id)).collect())
+        .collect())
+}
+
+/// Inserts every accepted order and moves both counters by what was really
+/// inserted, in one statement (sale before product, as everywhere). With a
+/// hold the orders wait for payment until `expires_at` (database clock);
+/// without one they are confirmed, and each one's confirmation email commits
+/// with it.
+async fn insert_orders(
+    tx: &mut sqlx::PgConnection,
+    sale_id: i64,
+    sale: &LockedSale,
+    win_users: &[i64],
+    win_qty: &[i32],
+) -> Result<Vec<Order>, sqlx::Error> {
+    sqlx::query_as(&format!(
         "with ins as (
-             insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents)
-             select $1, $2, b.user_id, b.quantity, $3, b.quantity * $3
+             insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents,
+                                         total_cents, status, expires_at)
+             select $1, $2, b.user_id, b.quantity, $3, b.quantity * $3,
+                    case when $6 > 0 then 'pending_payment' else 'confirmed' end,
+                    case when $6 > 0 then now() + make_interval(secs => $6) end
                from unnest($4::bigint[], $5::int[]) with ordinality as b(user_id, quantity, n)
               order by b.n
-             on conflict on constraint purchase_order_sale_id_user_id_key do nothing
+             on conflict (sale_id, user_id) where status in {LIVE} do nothing
              returning {COLUMNS}),
          s as (update sale set remaining = remaining - (select coalesce(sum(quantity), 0) from ins)
                 where id = $1 returning remaining),
          p as (update product set sell_count = sell_count + (select coalesce(sum(quantity), 0) from ins)
                 where id = $2),
-         -- Each order's confirmation email commits with it.
          m as (insert into outbox (kind, user_id, order_id)
-               select 'order_confirmation', user_id, id from ins)
+               select 'order_confirmation', user_id, id from ins where status = 'confirmed')
          select {COLUMNS},
                 -- Announce the new stock to every instance (sent on commit).
                 (select {announce} from s) is null as announced
@@ -186,33 +266,11 @@ pub(super) async fn transact(
     .bind(sale_id)
     .bind(sale.product_id)
     .bind(sale.price_cents)
-    .bind(&win_users)
-    .bind(&win_qty)
-    .fetch_all(&mut *tx)
+    .bind(win_users)
+    .bind(win_qty)
+    .bind(sale.hold_secs)
+    .fetch_all(tx)
     .await
-    .map_err(clean)?;
-    let sold: i64 = orders.iter().map(|o| i64::from(o.quantity)).sum();
-    let after = sale.remaining - sold;
-    if let Err(e) = tx.commit().await {
-        let made = orders.iter().map(|o| o.id).collect();
-        return Err(Failure::Unknown(ApiError::from(e), made));
-    }
-
-    let mut by_user: HashMap<i64, Order> = orders.into_iter().map(|o| (o.user_id, o)).collect();
-    let answers = batch
-        .iter()
-        .zip(answers)
-        .map(|(p, a)| match a {
-            Some(refusal) => refusal,
-            // Accepted but not inserted: the constraint found an order the
-            // check could not see. That buyer already holds one.
-            None => by_user.remove(&p.user_id).ok_or(ApiError::AlreadyPurchased),
-        })
-        .collect();
-    Ok(Outcome {
-        answers,
-        remaining: Some(after),
-    })
 }
 
 /// The batch's decisions: an answer for each refused buyer (`None` for the
@@ -285,6 +343,7 @@ async fn read_held(
            from unnest($2::bigint[]) as b(user_id)
           cross join lateral (select 1 from purchase_order o
                                where o.sale_id = $1 and o.user_id = b.user_id
+                                 and o.status in ('pending_payment', 'paid', 'confirmed')
                                limit 1) held",
     )
     .bind(sale_id)

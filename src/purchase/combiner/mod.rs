@@ -33,7 +33,7 @@ use batch::{find_orders, transact, Failure, Outcome};
 
 use super::PurchaseRequest;
 use crate::config::PurchaseSettings;
-use crate::db::orders::Order;
+use crate::db::orders::{Order, Release, ReleasedOrder};
 use crate::error::ApiError;
 use crate::live::LiveSale;
 
@@ -44,17 +44,70 @@ const PIPELINE: usize = 2;
 /// Retries of a batch that failed without writing anything.
 const RETRIES: u32 = 3;
 
+/// A buyer waiting for a batch.
 struct Pending {
     user_id: i64,
     quantity: i32,
     reply: oneshot::Sender<Result<Order, ApiError>>,
 }
 
+/// Orders of the sale to release in the next batch, under the lock the batch
+/// takes anyway, so releases never wait for the hot row one by one.
+struct ReleaseJob {
+    ids: Vec<i64>,
+    why: Release,
+    /// What this batch released of `ids` (possibly none: released before,
+    /// paid meanwhile, not yet due).
+    reply: oneshot::Sender<Result<Vec<ReleasedOrder>, ApiError>>,
+}
+
+/// What a sale's queue carries.
+enum Job {
+    Buy(Pending),
+    Release(ReleaseJob),
+}
+
+/// The work of one batch transaction.
+#[derive(Default)]
+struct Batch {
+    buys: Vec<Pending>,
+    releases: Vec<ReleaseJob>,
+}
+
+impl Batch {
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Buy(p) => self.buys.push(p),
+            Job::Release(r) => self.releases.push(r),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.buys.len() + self.releases.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Answers everyone `busy` (retryable): the batch could not be served.
+    fn busy(self) {
+        for p in self.buys {
+            let _ = p.reply.send(Err(ApiError::Busy(1)));
+        }
+        for r in self.releases {
+            let _ = r.reply.send(Err(ApiError::Busy(1)));
+        }
+    }
+}
+
+type Queues = Arc<Mutex<HashMap<i64, mpsc::Sender<Job>>>>;
+
 /// The per-sale queues of one process.
 pub struct Combiner {
     pool: PgPool,
     settings: PurchaseSettings,
-    queues: Arc<Mutex<HashMap<i64, mpsc::Sender<Pending>>>>,
+    queues: Queues,
 }
 
 impl Combiner {
@@ -74,25 +127,43 @@ impl Combiner {
         req: PurchaseRequest,
     ) -> Result<Order, ApiError> {
         let (reply, answer) = oneshot::channel();
-        let mut pending = Pending {
-            user_id: req.user_id,
-            quantity: req.quantity.get(),
-            reply,
-        };
+        self.enqueue(
+            &live,
+            Job::Buy(Pending {
+                user_id: req.user_id,
+                quantity: req.quantity.get(),
+                reply,
+            }),
+        )?;
+        answer.await.map_err(|_| {
+            ApiError::Internal(anyhow::anyhow!("the purchase task ended without an answer"))
+        })?
+    }
+
+    /// Queues a release of `ids` and waits for its batch to commit. A full
+    /// queue is answered `busy` at once.
+    pub async fn release(
+        &self,
+        live: Arc<LiveSale>,
+        ids: Vec<i64>,
+        why: Release,
+    ) -> Result<Vec<ReleasedOrder>, ApiError> {
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(&live, Job::Release(ReleaseJob { ids, why, reply }))?;
+        answer.await.map_err(|_| {
+            ApiError::Internal(anyhow::anyhow!("the purchase task ended without an answer"))
+        })?
+    }
+
+    fn enqueue(&self, live: &Arc<LiveSale>, mut job: Job) -> Result<(), ApiError> {
         // A queue whose task just ended for idleness is closed: take a new one.
         for _ in 0..2 {
-            let queue = self.queue(&live)?;
-            match queue.try_send(pending) {
-                Ok(()) => {
-                    return answer.await.map_err(|_| {
-                        ApiError::Internal(anyhow::anyhow!(
-                            "the purchase task ended without an answer"
-                        ))
-                    })?;
-                }
+            let queue = self.queue(live)?;
+            match queue.try_send(job) {
+                Ok(()) => return Ok(()),
                 Err(mpsc::error::TrySendError::Full(_)) => return Err(ApiError::Busy(1)),
-                Err(mpsc::error::TrySendError::Closed(p)) => {
-                    pending = p;
+                Err(mpsc::error::TrySendError::Closed(j)) => {
+                    job = j;
                     if let Ok(mut q) = self.queues.lock() {
                         if q.get(&live.id).is_some_and(|s| s.is_closed()) {
                             q.remove(&live.id);
@@ -104,7 +175,7 @@ impl Combiner {
         Err(ApiError::Busy(1))
     }
 
-    fn queue(&self, live: &Arc<LiveSale>) -> Result<mpsc::Sender<Pending>, ApiError> {
+    fn queue(&self, live: &Arc<LiveSale>) -> Result<mpsc::Sender<Job>, ApiError> {
         let mut queues = self
             .queues
             .lock()
@@ -137,7 +208,7 @@ pub async fn serve_batch(
     requests: &[(i64, i32)],
 ) -> Vec<Result<Order, ApiError>> {
     let mut answers = Vec::with_capacity(requests.len());
-    let batch = requests
+    let buys = requests
         .iter()
         .map(|&(user_id, quantity)| {
             let (reply, answer) = oneshot::channel();
@@ -149,6 +220,10 @@ pub async fn serve_batch(
             }
         })
         .collect();
+    let batch = Batch {
+        buys,
+        releases: Vec::new(),
+    };
     run(pool, live, batch, None, false).await;
     let mut out = Vec::with_capacity(answers.len());
     for a in answers {
@@ -161,9 +236,9 @@ pub async fn serve_batch(
 async fn serve(
     pool: PgPool,
     live: Arc<LiveSale>,
-    mut rx: mpsc::Receiver<Pending>,
+    mut rx: mpsc::Receiver<Job>,
     settings: PurchaseSettings,
-    queues: Arc<Mutex<HashMap<i64, mpsc::Sender<Pending>>>>,
+    queues: Queues,
 ) {
     let (max_batch, require_verified) = (settings.max_batch, settings.require_verified_email);
     // Two batches overlap: the next one is formed once the current one holds
@@ -183,11 +258,14 @@ async fn serve(
                 rx.close();
                 let _all = slots.acquire_many(PIPELINE as u32).await;
                 let mut rest = Vec::new();
-                while let Ok(p) = rx.try_recv() {
-                    rest.push(p);
+                while let Ok(job) = rx.try_recv() {
+                    rest.push(job);
                 }
                 while !rest.is_empty() {
-                    let batch: Vec<Pending> = rest.drain(..rest.len().min(max_batch)).collect();
+                    let mut batch = Batch::default();
+                    for job in rest.drain(..rest.len().min(max_batch)) {
+                        batch.push(job);
+                    }
                     run(&pool, &live, batch, None, require_verified).await;
                 }
                 return;
@@ -201,11 +279,14 @@ async fn serve(
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut batch = Vec::with_capacity(max_batch.min(1024));
+        let mut batch = Batch {
+            buys: Vec::with_capacity(max_batch.min(1024)),
+            releases: Vec::new(),
+        };
         batch.push(first);
         while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(p) => batch.push(p),
+                Ok(job) => batch.push(job),
                 Err(_) => break,
             }
         }
@@ -222,7 +303,7 @@ async fn serve(
 async fn run(
     pool: &PgPool,
     live: &LiveSale,
-    mut batch: Vec<Pending>,
+    mut batch: Batch,
     mut locked: Option<oneshot::Sender<()>>,
     require_verified: bool,
 ) {
@@ -230,16 +311,20 @@ async fn run(
     loop {
         attempt += 1;
         let started = std::time::Instant::now();
+        // Holders learned by this batch are remembered only if no release
+        // came between its start and its answer.
+        let mark = live.release_mark();
         let result = transact(pool, live.id, &batch, &mut locked, require_verified).await;
         tracing::debug!(
             sale_id = live.id,
-            size = batch.len(),
+            buyers = batch.buys.len(),
+            releases = batch.releases.len(),
             took_us = started.elapsed().as_micros() as u64,
             "batch"
         );
         match result {
             Ok(outcome) => {
-                finish(live, batch, outcome);
+                finish(live, batch, outcome, mark);
                 return;
             }
             Err(Failure::Clean(e)) if attempt < RETRIES => {
@@ -248,60 +333,66 @@ async fn run(
             }
             Err(Failure::Clean(e)) => {
                 tracing::warn!(sale_id = live.id, error = %e, "purchase batch failed; answering busy");
-                for p in batch {
-                    let _ = p.reply.send(Err(ApiError::Busy(1)));
-                }
+                batch.busy();
                 return;
             }
             Err(Failure::Unknown(e, made)) => {
                 tracing::warn!(sale_id = live.id, error = %e, "commit outcome unknown; asking the database");
-                let users: Vec<i64> = batch.iter().map(|p| p.user_id).collect();
+                let users: Vec<i64> = batch.buys.iter().map(|p| p.user_id).collect();
                 let Some(found) = find_orders(pool, live.id, &users).await else {
-                    for p in batch {
-                        let _ = p.reply.send(Err(ApiError::Busy(1)));
-                    }
+                    batch.busy();
                     return;
                 };
                 // An order the lost commit would have made exists: it
                 // committed, and its buyer is answered with it. An order
                 // from before means the buyer already held one.
+                // Releases are retried: one that committed finds nothing left
+                // to release (callers read the order back for its state).
                 let mut rest = Vec::new();
-                for p in batch {
+                for p in std::mem::take(&mut batch.buys) {
                     match found.get(&p.user_id) {
                         Some(order) if made.contains(&order.id) => {
-                            live.remember_buyers([p.user_id]);
+                            live.remember_buyers_since(mark, vec![p.user_id], false);
                             let _ = p.reply.send(Ok(order.clone()));
                         }
                         Some(_) => {
-                            live.remember_buyers([p.user_id]);
+                            live.remember_buyers_since(mark, vec![p.user_id], false);
                             let _ = p.reply.send(Err(ApiError::AlreadyPurchased));
                         }
                         None => rest.push(p),
                     }
                 }
 
-                if rest.is_empty() || attempt >= RETRIES {
-                    for p in rest {
-                        let _ = p.reply.send(Err(ApiError::Busy(1)));
-                    }
+                batch.buys = rest;
+                if batch.is_empty() || attempt >= RETRIES {
+                    batch.busy();
                     return;
                 }
-                batch = rest;
             }
         }
     }
 }
 
 /// Applies a committed outcome to the board and answers every waiter.
-fn finish(live: &LiveSale, batch: Vec<Pending>, outcome: Outcome) {
+fn finish(live: &LiveSale, batch: Batch, outcome: Outcome, mut mark: u64) {
+    // Released buyers may buy again: what this process knew of holders is
+    // void (before this batch's buyers are remembered). A release by anyone
+    // else meanwhile voids this batch's holders too.
+    if outcome.released_any {
+        let before = live.forget_buyers();
+        mark = if before == mark { before + 1 } else { u64::MAX };
+    }
+    for (r, answer) in batch.releases.into_iter().zip(outcome.released) {
+        let _ = r.reply.send(Ok(answer));
+    }
     let mut buyers = Vec::new();
-    for (p, answer) in batch.into_iter().zip(outcome.answers) {
+    for (p, answer) in batch.buys.into_iter().zip(outcome.answers) {
         if matches!(answer, Ok(_) | Err(ApiError::AlreadyPurchased)) {
             buyers.push(p.user_id);
         }
         let _ = p.reply.send(answer);
     }
-    live.remember_buyers(buyers);
+    live.remember_buyers_since(mark, buyers, false);
     if let Some(n) = outcome.remaining {
         live.set_remaining(n);
     }

@@ -3,52 +3,17 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgPool;
 
+use super::orders::{EARNING, LIVE};
 use super::products::Product;
 use crate::error::ApiError;
 
-/// The channel on which sale changes are announced to every instance. This
-/// module is the one that writes to it ([`announce_changed`], and
-/// [`remaining_announcement`] for statements that move stock); the live board
-/// ([`crate::live`]) reads it through [`Announcement::parse`].
-pub const CHANNEL: &str = "flashsale_sale";
+mod channel;
 
-/// A change of a sale that every instance must hear of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Announcement {
-    /// An admin changed the sale's terms or stock: reload it (`<id>`).
-    Changed(i64),
-    /// A purchase moved the stock: `remaining` units are left (`<id>:<n>`).
-    Remaining { sale_id: i64, remaining: i64 },
-}
-
-impl Announcement {
-    /// Reads a payload of [`CHANNEL`].
-    pub fn parse(payload: &str) -> Option<Announcement> {
-        match payload.split_once(':') {
-            Some((id, n)) => Some(Announcement::Remaining {
-                sale_id: id.parse().ok()?,
-                remaining: n.parse().ok()?,
-            }),
-            None => Some(Announcement::Changed(payload.parse().ok()?)),
-        }
-    }
-}
-
-/// Announces that a sale's terms changed. Inside a transaction it is sent when
-/// the transaction commits, and never if it rolls back.
-pub async fn announce_changed(conn: impl PgExecutor<'_>, sale_id: i64) -> Result<(), sqlx::Error> {
-    super::notify(conn, CHANNEL, &sale_id.to_string()).await
-}
-
-/// A SQL expression that announces [`Announcement::Remaining`] for the sale
-/// `sale_id` (a SQL expression, e.g. a parameter) with `remaining` (another),
-/// for the statement that moves the stock, so the announcement costs no round
-/// trip of its own. It is sent on commit; its value is `void`.
-pub fn remaining_announcement(sale_id: &str, remaining: &str) -> String {
-    format!("pg_notify('{CHANNEL}', ({sale_id})::text || ':' || ({remaining})::text)")
-}
+pub use channel::{
+    announce_changed, released_announcement, remaining_announcement, Announcement, CHANNEL,
+};
 
 /// Where a sale stands, by the database clock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -85,6 +50,8 @@ pub struct Sale {
     pub remaining: i64,
     pub price_cents: i64,
     pub per_user_limit: i32,
+    /// Seconds a winner has to pay; 0: orders are confirmed at once.
+    pub hold_secs: i32,
     pub state: SaleState,
     pub cancelled_at: Option<DateTime<Utc>>,
     /// The database clock when this answer was made: countdowns run from it.
@@ -127,6 +94,7 @@ pub struct NewSale {
     pub stock: i64,
     pub price_cents: Option<i64>,
     pub per_user_limit: i32,
+    pub hold_secs: i32,
     pub created_by: i64,
 }
 
@@ -138,6 +106,7 @@ pub struct SaleChange {
     pub stock: Option<i64>,
     pub price_cents: Option<i64>,
     pub per_user_limit: Option<i32>,
+    pub hold_secs: Option<i32>,
     pub cancel: bool,
 }
 
@@ -151,7 +120,8 @@ pub const STATE_SQL: &str = "case when s.cancelled_at is not null then 'cancelle
 fn select_sql(filter: &str) -> String {
     format!(
         "select s.id, s.product_id, s.starts_at, s.ends_at, s.stock, s.remaining, s.price_cents,
-                s.per_user_limit, s.cancelled_at, {STATE_SQL} as state, now() as server_time,
+                s.per_user_limit, s.hold_secs, s.cancelled_at, {STATE_SQL} as state,
+                now() as server_time,
                 p.seller_id as p_seller_id, p.name as p_name, p.description as p_description,
                 p.price_cents as p_price_cents, p.currency as p_currency,
                 p.sell_count as p_sell_count, p.created_at as p_created_at
@@ -170,6 +140,7 @@ struct SaleRow {
     remaining: i64,
     price_cents: i64,
     per_user_limit: i32,
+    hold_secs: i32,
     cancelled_at: Option<DateTime<Utc>>,
     state: String,
     server_time: DateTime<Utc>,
@@ -203,6 +174,7 @@ impl From<SaleRow> for Sale {
             remaining: r.remaining,
             price_cents: r.price_cents,
             per_user_limit: r.per_user_limit,
+            hold_secs: r.hold_secs,
             state: SaleState::parse(&r.state),
             cancelled_at: r.cancelled_at,
             server_time: r.server_time,
@@ -262,8 +234,8 @@ pub async fn status(pool: &PgPool, id: i64) -> Result<SaleStatus, ApiError> {
 pub async fn create(pool: &PgPool, s: NewSale) -> Result<Sale, ApiError> {
     let id: Option<i64> = sqlx::query_scalar(
         "insert into sale (product_id, starts_at, ends_at, stock, remaining, price_cents,
-                           per_user_limit, created_by)
-         select p.id, $2, $3, $4, $4, coalesce($5, p.price_cents), $6, $7
+                           per_user_limit, created_by, hold_secs)
+         select p.id, $2, $3, $4, $4, coalesce($5, p.price_cents), $6, $7, $8
            from product p where p.id = $1
          returning id",
     )
@@ -274,6 +246,7 @@ pub async fn create(pool: &PgPool, s: NewSale) -> Result<Sale, ApiError> {
     .bind(s.price_cents)
     .bind(s.per_user_limit)
     .bind(s.created_by)
+    .bind(s.hold_secs)
     .fetch_optional(pool)
     .await?;
     let id = id.ok_or_else(|| ApiError::field("product_id", "no such product"))?;
@@ -307,7 +280,8 @@ pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiEr
         || c.ends_at.is_some()
         || c.stock.is_some()
         || c.price_cents.is_some()
-        || c.per_user_limit.is_some();
+        || c.per_user_limit.is_some()
+        || c.hold_secs.is_some();
     if cur.cancelled {
         return Err(ApiError::SaleCancelled);
     }
@@ -328,7 +302,8 @@ pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiEr
                          stock = coalesce($4, stock), remaining = coalesce($4, remaining),
                          price_cents = coalesce($5, price_cents),
                          per_user_limit = coalesce($6, per_user_limit),
-                         cancelled_at = case when $7 then now() else cancelled_at end
+                         cancelled_at = case when $7 then now() else cancelled_at end,
+                         hold_secs = coalesce($8, hold_secs)
           where id = $1",
     )
     .bind(id)
@@ -338,8 +313,14 @@ pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiEr
     .bind(c.price_cents)
     .bind(c.per_user_limit)
     .bind(c.cancel)
+    .bind(c.hold_secs)
     .execute(&mut *tx)
     .await?;
+    if c.cancel {
+        // Its holds end with it; the sale lock is held, as every release needs.
+        use super::orders::{release, Release, Releasing};
+        release(&mut tx, id, Releasing::AllHolds, Release::Cancelled).await?;
+    }
     // Every instance reloads the sale's live state once this commits.
     announce_changed(&mut *tx, id).await?;
     tx.commit().await?;
@@ -351,52 +332,39 @@ pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiEr
 pub struct SaleStats {
     pub sale_id: i64,
     pub stock: i64,
-    /// Units sold (the sum of order quantities).
+    /// Units in live orders (held, paid or confirmed): `stock - remaining`.
     pub sold: i64,
+    /// Units held, waiting for payment.
+    pub pending: i64,
+    /// Units paid for.
+    pub paid: i64,
     pub remaining: i64,
+    /// Live orders.
     pub orders: i64,
-    /// Distinct buyers.
+    /// Distinct buyers with a live order.
     pub buyers: i64,
+    /// Paid and confirmed orders.
     pub revenue_cents: i64,
 }
 
 /// Reads a sale's live numbers.
 pub async fn stats(pool: &PgPool, id: i64) -> Result<SaleStats, ApiError> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         "select s.id as sale_id, s.stock, s.remaining,
                 coalesce(sum(o.quantity), 0)::bigint as sold,
+                coalesce(sum(o.quantity) filter (where o.status = 'pending_payment'), 0)::bigint
+                    as pending,
+                coalesce(sum(o.quantity) filter (where o.status = 'paid'), 0)::bigint as paid,
                 count(o.id) as orders,
                 count(distinct o.user_id) as buyers,
-                coalesce(sum(o.total_cents), 0)::bigint as revenue_cents
-           from sale s left join purchase_order o on o.sale_id = s.id and o.status = 'confirmed'
+                coalesce(sum(o.total_cents) filter (where o.status in {EARNING}), 0)::bigint
+                    as revenue_cents
+           from sale s left join purchase_order o on o.sale_id = s.id and o.status in {LIVE}
           where s.id = $1
-          group by s.id",
-    )
+          group by s.id"
+    ))
     .bind(id)
     .fetch_optional(pool)
     .await?
     .ok_or(ApiError::NotFound("no such sale"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn announcements_read_back_as_the_sql_writes_them() {
-        assert_eq!(Announcement::parse("7"), Some(Announcement::Changed(7)));
-        assert_eq!(
-            Announcement::parse("7:0"),
-            Some(Announcement::Remaining {
-                sale_id: 7,
-                remaining: 0
-            })
-        );
-        assert_eq!(Announcement::parse("x:1"), None);
-        assert_eq!(Announcement::parse(""), None);
-        assert_eq!(
-            remaining_announcement("$1", "s.remaining"),
-            "pg_notify('flashsale_sale', ($1)::text || ':' || (s.remaining)::text)"
-        );
-    }
 }

@@ -1,0 +1,77 @@
+//! The expiry sweeper: holds past `expires_at` are released within about a
+//! second, and their units go back to the stock.
+//!
+//! One instance sweeps at a time, the holder of the `hold_sweeper` lease
+//! ([`crate::db::take_lease`]), renewed on every round; when it stops, another
+//! instance takes over once the lease runs out. Each round reads the overdue
+//! holds, soonest first, and hands them to the purchase engine per sale, so a
+//! hot sale's expiries ride in its next purchase batch under the lock it takes
+//! anyway, never one lock wait per hold. A hold paid meanwhile is not touched:
+//! the release applies only to orders still pending and overdue, under the
+//! sale's lock.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::PurchaseEngine;
+use crate::db::orders::Release;
+use crate::error::ApiError;
+
+/// How often the sweeper looks for overdue holds.
+pub const EVERY: Duration = Duration::from_millis(500);
+/// How long a lease lasts without renewal: another instance takes over this
+/// long after the sweeping one stops.
+const LEASE: Duration = Duration::from_secs(3);
+/// Most holds released per round (the rest wait for the next one).
+const MAX_PER_ROUND: i64 = 10_000;
+
+/// Sweeps until aborted.
+pub async fn run(pool: PgPool, engine: PurchaseEngine) {
+    let me = Uuid::new_v4();
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match crate::db::take_lease(&pool, "hold_sweeper", me, LEASE).await {
+            Ok(true) => {
+                if let Err(e) = sweep(&pool, &engine).await {
+                    tracing::warn!(error = %e, "sweeping expired holds failed");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take the sweeper's lease"),
+        }
+    }
+}
+
+/// One round: releases the overdue holds and returns how many it released.
+pub async fn sweep(pool: &PgPool, engine: &PurchaseEngine) -> Result<usize, ApiError> {
+    let due: Vec<(i64, Vec<i64>)> = sqlx::query_as(
+        "select sale_id, array_agg(id order by id)
+           from (select id, sale_id from purchase_order
+                  where status = 'pending_payment' and expires_at <= now()
+                  order by expires_at limit $1) due
+          group by sale_id",
+    )
+    .bind(MAX_PER_ROUND)
+    .fetch_all(pool)
+    .await?;
+    let rounds = due
+        .into_iter()
+        .map(|(sale_id, ids)| engine.release(sale_id, ids, Release::Expired));
+    let mut released = 0;
+    for result in join_all(rounds).await {
+        match result {
+            Ok(orders) => released += orders.len(),
+            // A busy sale is swept again next round.
+            Err(e) => tracing::warn!(error = %e, "releasing expired holds failed"),
+        }
+    }
+    if released > 0 {
+        tracing::info!(released, "expired holds released");
+    }
+    Ok(released)
+}
