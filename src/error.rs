@@ -43,6 +43,9 @@ pub enum ApiError {
     SoldOut(String),
     #[error("you already have an order in this sale")]
     AlreadyPurchased,
+    /// `already_purchased`, naming the buyer's live order.
+    #[error("you already have an order in this sale")]
+    AlreadyHolds { order_id: i64, order_number: String },
     #[error("at most {0} per customer in this sale")]
     QuantityExceedsLimit(i32),
     #[error("the sale has started; its window and stock can no longer change")]
@@ -55,6 +58,10 @@ pub enum ApiError {
     JobAlreadyRan(String),
     #[error("{0}")]
     OrderNotCancellable(String),
+    #[error("this Idempotency-Key was used for a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being served; retry in {0} s")]
+    RequestInProgress(u64),
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
     #[error("the server is busy; retry in {0} s")]
@@ -107,13 +114,15 @@ impl ApiError {
             ApiError::SaleEnded => "sale_ended",
             ApiError::SaleCancelled => "sale_cancelled",
             ApiError::SoldOut(_) => "sold_out",
-            ApiError::AlreadyPurchased => "already_purchased",
+            ApiError::AlreadyPurchased | ApiError::AlreadyHolds { .. } => "already_purchased",
             ApiError::QuantityExceedsLimit(_) => "quantity_exceeds_limit",
             ApiError::SaleAlreadyStarted => "sale_already_started",
             ApiError::InvalidToken(_) => "invalid_token",
             ApiError::EmailNotVerified => "email_not_verified",
             ApiError::JobAlreadyRan(_) => "job_already_ran",
             ApiError::OrderNotCancellable(_) => "order_not_cancellable",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::RequestInProgress(_) => "request_in_progress",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal_error",
@@ -131,15 +140,15 @@ struct ErrorObject<'a> {
     code: &'a str,
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    details: Option<&'a Value>,
+    details: Option<Value>,
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Validation { .. } | ApiError::QuantityExceedsLimit(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::Validation { .. }
+            | ApiError::QuantityExceedsLimit(_)
+            | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) | ApiError::InvalidToken(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) | ApiError::TokenRevoked | ApiError::InvalidCredentials => {
@@ -154,6 +163,8 @@ impl ResponseError for ApiError {
             | ApiError::SaleCancelled
             | ApiError::SoldOut(_)
             | ApiError::AlreadyPurchased
+            | ApiError::AlreadyHolds { .. }
+            | ApiError::RequestInProgress(_)
             | ApiError::SaleAlreadyStarted
             | ApiError::JobAlreadyRan(_)
             | ApiError::OrderNotCancellable(_) => StatusCode::CONFLICT,
@@ -167,13 +178,11 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(e) = self {
             tracing::error!(error = ?e, "internal error");
         }
-        let details = match self {
-            ApiError::Validation { details, .. } => Some(details),
-            _ => None,
-        };
         let mut resp = HttpResponse::build(self.status_code());
         match self {
-            ApiError::RateLimited(secs) | ApiError::Busy(secs) => {
+            ApiError::RateLimited(secs)
+            | ApiError::Busy(secs)
+            | ApiError::RequestInProgress(secs) => {
                 resp.insert_header((header::RETRY_AFTER, secs.to_string()));
             }
             ApiError::Unauthorized(_) | ApiError::TokenRevoked => {
@@ -181,13 +190,29 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        resp.json(ErrorBody {
+        resp.json(self.body())
+    }
+}
+
+impl ApiError {
+    /// The JSON body this error is answered with.
+    pub fn body(&self) -> Value {
+        let details = match self {
+            ApiError::Validation { details, .. } => Some(details.clone()),
+            ApiError::AlreadyHolds {
+                order_id,
+                order_number,
+            } => Some(serde_json::json!({ "order_id": order_id, "order_number": order_number })),
+            _ => None,
+        };
+        serde_json::to_value(ErrorBody {
             error: ErrorObject {
                 code: self.code(),
                 message: self.to_string(),
                 details,
             },
         })
+        .unwrap_or(Value::Null)
     }
 }
 
@@ -203,6 +228,10 @@ impl From<sqlx::Error> for ApiError {
                 Some("app_user_username_key") => return ApiError::UsernameTaken,
                 Some("app_user_email_key") => return ApiError::EmailTaken,
                 Some("purchase_order_live_key") => return ApiError::AlreadyPurchased,
+                // A token outlives its account: the key has no one to belong to.
+                Some("idempotency_key_user_id_fkey") => {
+                    return ApiError::Unauthorized("the account of this token no longer exists")
+                }
                 _ => {}
             }
             // Serialization failures and deadlocks are safe to retry.

@@ -228,9 +228,9 @@ async fn close_streams_on_signal(state: web::Data<AppState>) {
     state.closing.send_replace(true);
 }
 
-/// Periodic housekeeping: drop expired token revocations, old sent emails
-/// and spent email tokens, and forget idle rate-limiter keys so memory stays
-/// bounded.
+/// Periodic housekeeping: drop expired token revocations, old sent emails,
+/// spent email tokens and idempotent answers past their 24 hours, and forget
+/// idle rate-limiter keys so memory stays bounded.
 async fn upkeep(state: Arc<AppState>, auth: Arc<AuthContext>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -238,6 +238,9 @@ async fn upkeep(state: Arc<AppState>, auth: Arc<AuthContext>) {
         state.purchase_limiter.retain_recent();
         auth.cache.prune();
         auth.limiter.retain_recent();
+        if let Err(e) = crate::db::idempotency::sweep(&state.pool).await {
+            tracing::warn!(error = %e, "sweeping old idempotency keys failed");
+        }
         if let Err(e) = crate::auth::service::sweep_expired(&state.pool).await {
             tracing::warn!(error = %e, "sweeping expired tokens failed");
         }

@@ -5,6 +5,7 @@
 //! [`crate::purchase`], auth the SQL of accounts and tokens in
 //! [`crate::auth`], the outbox its own in [`crate::email`].
 
+pub mod idempotency;
 pub mod orders;
 pub mod products;
 pub mod sales;

@@ -79,6 +79,22 @@ pub async fn get(pool: &PgPool, id: i64, user_id: i64, any_owner: bool) -> Resul
     .ok_or(ApiError::NotFound("no such order"))
 }
 
+/// The id and number of a shopper's live order in a sale, if any.
+pub async fn live_order_of(
+    pool: &PgPool,
+    sale_id: i64,
+    user_id: i64,
+) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "select id, number from purchase_order
+          where sale_id = $1 and user_id = $2 and status in {LIVE}"
+    ))
+    .bind(sale_id)
+    .bind(user_id)
+    .fetch_optional(pool)
+    .await
+}
+
 /// One product's line in a revenue report.
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RevenueLine {

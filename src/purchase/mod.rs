@@ -80,8 +80,26 @@ impl PurchaseEngine {
     }
 
     /// Runs one purchase to completion, even if the caller stops waiting.
-    /// `Ok` means the order is committed.
+    /// `Ok` means the order is committed. A buyer who holds a live order in
+    /// the sale is told which (`already_purchased` with its id and number).
     pub async fn purchase(&self, req: PurchaseRequest) -> Result<Order, ApiError> {
+        match self.decide(req).await {
+            Err(ApiError::AlreadyPurchased) => {
+                match orders::live_order_of(&self.pool, req.sale_id, req.user_id).await {
+                    Ok(Some((order_id, order_number))) => Err(ApiError::AlreadyHolds {
+                        order_id,
+                        order_number,
+                    }),
+                    // Released meanwhile, or the database cannot say: the
+                    // answer stands without the order.
+                    _ => Err(ApiError::AlreadyPurchased),
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn decide(&self, req: PurchaseRequest) -> Result<Order, ApiError> {
         match self.mode {
             PurchaseMode::PerPurchase => {
                 let pool = self.pool.clone();

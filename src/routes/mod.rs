@@ -4,6 +4,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod idempotent;
 pub mod ops;
 pub mod orders;
 pub mod products;

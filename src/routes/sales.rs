@@ -1,11 +1,12 @@
 //! `/sales`, the purchase route and the admin's live stats.
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::{Items, Page};
+use super::{idempotent, Items, Page};
 use crate::auth::{AuthUser, Role, Shopper};
 use crate::config::PurchaseMode;
 use crate::db::orders::Order;
@@ -229,12 +230,14 @@ pub struct PurchaseBody {
     security(("bearer" = [])),
     responses((status = 201, body = Order),
               (status = 404, description = "not_found"),
-              (status = 409, description = "sale_not_started, sale_ended, sale_cancelled, sold_out, already_purchased"),
-              (status = 422, description = "validation_failed, quantity_exceeds_limit"),
+              (status = 409, description = "sale_not_started, sale_ended, sale_cancelled, sold_out, already_purchased (with `details.order_id`, `details.order_number`), request_in_progress"),
+              (status = 422, description = "validation_failed, quantity_exceeds_limit, idempotency_key_reused"),
               (status = 429, description = "rate_limited"),
-              (status = 503, description = "busy: retry after Retry-After")))]
+              (status = 503, description = "busy: retry after Retry-After")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key gets the first answer again")))]
 pub async fn purchase(
     state: web::Data<AppState>,
+    req: HttpRequest,
     user: Shopper,
     id: web::Path<i64>,
     body: OptionalJson<PurchaseBody>,
@@ -242,20 +245,28 @@ pub async fn purchase(
     state.check_purchase_rate(user.id)?;
     let quantity = body.0.and_then(|b| b.quantity).unwrap_or(1);
     let quantity = Quantity::parse(quantity).map_err(|e| ApiError::field("quantity", e))?;
-    let result = state
-        .engine
-        .purchase(PurchaseRequest {
-            sale_id: *id,
-            user_id: user.id,
-            quantity,
-        })
-        .await;
-    let outcome = match &result {
-        Ok(_) => "created",
-        Err(e) => e.code(),
+    let purchase = PurchaseRequest {
+        sale_id: *id,
+        user_id: user.id,
+        quantity,
     };
-    state.metrics.purchases.with_label_values(&[outcome]).inc();
-    Ok(HttpResponse::Created().json(result?))
+    let buy = async {
+        let result = state.engine.purchase(purchase).await;
+        let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "created");
+        state.metrics.purchases.with_label_values(&[outcome]).inc();
+        let order = serde_json::to_value(result?).map_err(anyhow::Error::from)?;
+        Ok((StatusCode::CREATED, order))
+    };
+    match idempotent::key_of(&req)? {
+        None => {
+            let (status, order) = buy.await?;
+            Ok(HttpResponse::build(status).json(order))
+        }
+        Some(key) => {
+            let request = serde_json::json!({ "quantity": quantity.get() });
+            idempotent::serve(&state, &req, user.id, key, &request, buy).await
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/sales/{id}/stats", tag = "admin", security(("bearer" = [])),

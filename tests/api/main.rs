@@ -12,6 +12,7 @@ mod concurrency;
 mod dockerfile;
 mod email;
 mod holds;
+mod idempotency;
 mod ops;
 mod orders;
 mod pages;
