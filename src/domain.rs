@@ -1,6 +1,7 @@
 //! Parse-don't-validate types for what clients send. Each `parse` returns the
 //! problem as a sentence for the `validation_failed` details.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// A username: 3 to 32 of `[A-Za-z0-9_.-]`.
@@ -61,14 +62,23 @@ impl Email {
     }
 }
 
-/// A new password: 8 to 128 characters.
+/// The longest password, in bytes of UTF-8: bcrypt reads no further, so a
+/// longer one would be cut silently.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+
+/// A new password: 8 to [`MAX_PASSWORD_BYTES`] bytes of UTF-8 (so 72 ASCII
+/// characters, fewer accented ones), no NUL.
 pub struct Password(String);
 
 impl Password {
     pub fn parse(s: &str) -> Result<Password, String> {
-        let len = s.chars().count();
-        if !(8..=128).contains(&len) {
-            return Err("must be 8 to 128 characters".into());
+        if !(8..=MAX_PASSWORD_BYTES).contains(&s.len()) {
+            return Err(format!(
+                "must be 8 to {MAX_PASSWORD_BYTES} bytes (72 plain letters or digits)"
+            ));
+        }
+        if s.contains('\0') {
+            return Err("must not contain a NUL character".into());
         }
         Ok(Password(s.to_string()))
     }
@@ -141,12 +151,38 @@ pub fn name(s: &str, max: usize) -> Result<String, String> {
     Ok(t.to_string())
 }
 
-/// A free text of at most `max` characters.
+/// A free text of at most `max` characters; line breaks and tabs are kept,
+/// other control characters (NUL among them) refused.
 pub fn text(s: &str, max: usize) -> Result<String, String> {
     if s.chars().count() > max {
         return Err(format!("must be at most {max} characters"));
     }
+    if s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err("must not contain control characters other than line breaks and tabs".into());
+    }
     Ok(s.to_string())
+}
+
+/// The earliest instant accepted in a request.
+pub const MIN_INSTANT: &str = "1970-01-01T00:00:00Z";
+/// The latest instant accepted in a request.
+pub const MAX_INSTANT: &str = "9999-12-31T23:59:59Z";
+
+/// An instant within [`MIN_INSTANT`] and [`MAX_INSTANT`]: times far outside
+/// would overflow the arithmetic done on them (a window's margins, a
+/// countdown) and mean nothing to a shop anyway.
+pub fn instant(t: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    let (min, max) = (instant_bound(MIN_INSTANT), instant_bound(MAX_INSTANT));
+    if t < min || t > max {
+        return Err(format!("must be between {MIN_INSTANT} and {MAX_INSTANT}"));
+    }
+    Ok(t)
+}
+
+fn instant_bound(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
 /// Collects field problems while parsing a request.
@@ -182,6 +218,35 @@ impl Problems {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn text_keeps_line_breaks_and_refuses_other_control_characters() {
+        assert!(text("two\nlines\r\n\tindented", 100).is_ok());
+        for bad in ["nul\0byte", "bell\u{7}", "escape\u{1b}[0m", "del\u{7f}"] {
+            assert!(text(bad, 100).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_counted_in_bytes_up_to_what_bcrypt_reads() {
+        assert!(Password::parse(&"a".repeat(72)).is_ok());
+        assert!(Password::parse(&"a".repeat(73)).is_err());
+        // 36 two-byte letters are 72 bytes; 37 are too many.
+        assert!(Password::parse(&"é".repeat(36)).is_ok());
+        assert!(Password::parse(&"é".repeat(37)).is_err());
+        assert!(Password::parse("with\0nul").is_err());
+    }
+
+    #[test]
+    fn instants_far_outside_the_calendar_are_refused() {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert!(instant(at("2026-12-01T10:00:00Z")).is_ok());
+        assert!(instant(at("9999-12-31T23:59:59Z")).is_ok());
+        assert!(instant(at("+10000-01-01T00:00:00Z")).is_err());
+        assert!(instant(at("1969-12-31T23:59:59Z")).is_err());
+        assert!(instant(DateTime::<Utc>::MAX_UTC).is_err());
+        assert!(instant(DateTime::<Utc>::MIN_UTC).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -22,6 +22,9 @@ pub struct Claims {
     pub exp: i64,
 }
 
+/// Clock difference tolerated between servers, in seconds.
+const LEEWAY_SECS: u64 = 5;
+
 /// Signing and verification keys for access tokens.
 pub struct JwtKeys {
     encoding: EncodingKey,
@@ -34,7 +37,10 @@ impl JwtKeys {
     /// Keys from a shared secret; tokens live for `ttl`.
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
+        // A token that says it is not valid yet is refused (`nbf` is checked
+        // when present; `iat` is checked below, the library does not).
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iat", "sub"]);
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
@@ -71,7 +77,7 @@ impl JwtKeys {
     /// Checks signature, algorithm and expiry.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         use jsonwebtoken::errors::ErrorKind;
-        decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => {
@@ -80,8 +86,16 @@ impl JwtKeys {
                 ErrorKind::InvalidAlgorithm => {
                     ApiError::Unauthorized("only HS256 tokens are accepted")
                 }
+                ErrorKind::ImmatureSignature => {
+                    ApiError::Unauthorized("the access token is not valid yet")
+                }
                 _ => ApiError::Unauthorized("the access token is not valid"),
-            })
+            })?;
+        // Issued in the future: no server of ours made it.
+        if claims.iat > chrono::Utc::now().timestamp() + LEEWAY_SECS as i64 {
+            return Err(ApiError::Unauthorized("the access token is not valid yet"));
+        }
+        Ok(claims)
     }
 }
 
@@ -101,6 +115,38 @@ mod tests {
         assert_eq!(back.sub, "42");
         assert_eq!(back.jti, c.jti);
         assert_eq!(back.role, Role::Seller);
+    }
+
+    /// A token signed with the right key whose claims say it starts later.
+    fn signed(k: &JwtKeys, iat: i64, nbf: Option<i64>) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::json!({
+            "sub": "1", "role": "admin", "jti": Uuid::new_v4(), "iat": iat, "exp": now + 60
+        });
+        if let Some(nbf) = nbf {
+            claims["nbf"] = nbf.into();
+        }
+        encode(&Header::new(Algorithm::HS256), &claims, &k.encoding).unwrap()
+    }
+
+    #[test]
+    fn a_token_issued_or_valid_only_in_the_future_is_rejected() {
+        let k = keys();
+        let now = chrono::Utc::now().timestamp();
+        assert!(k.verify(&signed(&k, now, None)).is_ok());
+        assert!(
+            k.verify(&signed(&k, now + 2, None)).is_ok(),
+            "within the leeway"
+        );
+        assert!(
+            k.verify(&signed(&k, now + 3600, None)).is_err(),
+            "iat an hour ahead"
+        );
+        assert!(
+            k.verify(&signed(&k, now, Some(now + 3600))).is_err(),
+            "nbf an hour ahead"
+        );
+        assert!(k.verify(&signed(&k, now, Some(now))).is_ok());
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub async fn forgot(
 pub struct ResetRequest {
     /// From the reset email's link.
     pub token: String,
-    /// 8 to 128 characters.
+    /// 8 to 72 bytes of UTF-8 (bcrypt reads no further).
     pub password: String,
 }
 

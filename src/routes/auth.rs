@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::auth::service::{self, Session, User};
 use crate::auth::{AuthContext, AuthUser};
-use crate::domain::{Email, Password, Problems, Username};
+use crate::domain::{Email, Password, Problems, Username, MAX_PASSWORD_BYTES};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{client_ip, Json};
 
@@ -22,7 +22,7 @@ pub struct RegisterRequest {
     /// 3 to 32 of `[A-Za-z0-9_.-]`.
     pub username: String,
     pub email: String,
-    /// 8 to 128 characters.
+    /// 8 to 72 bytes of UTF-8 (bcrypt reads no further).
     pub password: String,
 }
 
@@ -65,7 +65,14 @@ pub async fn login(
 ) -> ApiResult<HttpResponse> {
     auth.check_ip(client_ip(&req))?;
     let b = body.0;
-    if b.username.is_empty() || b.username.len() > 254 || b.password.len() > 128 {
+    if b.username.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "username",
+            "must not contain control characters",
+        ));
+    }
+    // No account has a longer name or password: the same answer as any miss.
+    if b.username.is_empty() || b.username.len() > 254 || b.password.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::InvalidCredentials);
     }
     let session = service::login(&auth, &b.username, b.password).await?;

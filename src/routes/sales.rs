@@ -143,7 +143,11 @@ pub async fn create(
         per_user_limit(b.per_user_limit.unwrap_or(1)),
     );
     let hold = p.check("hold_secs", hold_secs(b.hold_secs.unwrap_or(0)));
-    if b.ends_at <= b.starts_at {
+    let window = (
+        p.check("starts_at", domain::instant(b.starts_at)),
+        p.check("ends_at", domain::instant(b.ends_at)),
+    );
+    if window.0.is_some() && window.1.is_some() && b.ends_at <= b.starts_at {
         p.add("ends_at", "must be after starts_at");
     }
     p.finish()?;
@@ -201,8 +205,12 @@ pub async fn update(
         );
     }
     let change = SaleChange {
-        starts_at: b.starts_at,
-        ends_at: b.ends_at,
+        starts_at: b
+            .starts_at
+            .and_then(|t| p.check("starts_at", domain::instant(t))),
+        ends_at: b
+            .ends_at
+            .and_then(|t| p.check("ends_at", domain::instant(t))),
         stock: b.stock.and_then(|s| p.check("stock", domain::stock(s))),
         price_cents: b
             .price_cents

@@ -12,6 +12,7 @@ mod concurrency;
 mod dockerfile;
 mod email;
 mod holds;
+mod hostile;
 mod idempotency;
 mod ops;
 mod orders;

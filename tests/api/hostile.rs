@@ -1,0 +1,202 @@
+//! Input an attacker would send: instants far outside the calendar, control
+//! characters in text, passwords longer than bcrypt reads, tokens from the
+//! future. Each is refused with its documented code and writes nothing.
+
+use serde_json::json;
+
+use flashsale::auth::Role;
+
+use crate::helpers::{assert_error, body, spawn_app, PASSWORD};
+
+#[tokio::test]
+async fn sale_windows_outside_the_calendar_are_validation_failed() {
+    let app = spawn_app().await;
+    let admin = app.create_user(Role::Admin).await;
+    let product = app.create_product(100).await;
+    let cases = [
+        ("ends_at", "2030-01-01T00:00:00Z", "+262142-12-31T23:59:59Z"),
+        ("ends_at", "2030-01-01T00:00:00Z", "+10000-01-01T00:00:00Z"),
+        ("starts_at", "-5000-01-01T00:00:00Z", "2030-01-01T00:00:00Z"),
+        ("starts_at", "1969-12-31T23:59:59Z", "2030-01-01T00:00:00Z"),
+    ];
+    for (field, starts, ends) in cases {
+        let (status, v) = body(
+            app.post(
+                "/api/v1/sales",
+                Some(&admin.token),
+                &json!({"product_id": product, "starts_at": starts, "ends_at": ends, "stock": 5}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 422, "{starts} .. {ends}: {v}");
+        assert_eq!(v["error"]["code"], "validation_failed", "{v}");
+        assert!(
+            v["error"]["details"]["fields"].get(field).is_some()
+                || v["error"]["message"].as_str().unwrap_or("").contains(field),
+            "{field} named: {v}"
+        );
+    }
+    assert_eq!(app.scalar_i64("select count(*) from sale").await, 0);
+
+    // Nor can a sale be moved there.
+    let sale = app.create_sale(600, 60, 5, 1).await["id"]
+        .as_i64()
+        .expect("id");
+    let v = assert_error(
+        app.patch(
+            &format!("/api/v1/sales/{sale}"),
+            Some(&admin.token),
+            &json!({"ends_at": "+262142-12-31T23:59:59Z"}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        v["error"]["details"]["fields"]["ends_at"].is_string(),
+        "{v}"
+    );
+    // The sale still answers, and so do purchases in it.
+    let buyer = app.create_customers(1).await.remove(0);
+    assert_error(
+        app.purchase(sale, &buyer, Some(1)).await,
+        409,
+        "sale_not_started",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn control_characters_in_text_are_validation_failed() {
+    let app = spawn_app().await;
+    let seller = app.create_user(Role::Seller).await;
+
+    let v = assert_error(
+        app.post(
+            "/api/v1/products",
+            Some(&seller.token),
+            &json!({"name": "Book", "description": "a\u{0}b", "price_cents": 100}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        v["error"]["details"]["fields"]["description"].is_string(),
+        "{v}"
+    );
+    let v = assert_error(
+        app.post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "ad\u{0}min", "password": PASSWORD}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        v["error"]["details"]["fields"]["username"].is_string(),
+        "{v}"
+    );
+    // Line breaks in a description are text, not control.
+    let (status, v) = body(
+        app.post(
+            "/api/v1/products",
+            Some(&seller.token),
+            &json!({"name": "Book", "description": "line one\nline two", "price_cents": 100}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    assert_eq!(app.scalar_i64("select count(*) from product").await, 1);
+}
+
+#[tokio::test]
+async fn passwords_are_bounded_by_what_bcrypt_reads() {
+    let app = spawn_app().await;
+    let long = "p".repeat(73);
+    let v = assert_error(
+        app.post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"username": "longpass", "email": "long@example.test", "password": long}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        v["error"]["details"]["fields"]["password"].is_string(),
+        "{v}"
+    );
+    assert_eq!(
+        app.scalar_i64("select count(*) from app_user where username = 'longpass'")
+            .await,
+        0
+    );
+    // 72 bytes is the limit, and it signs in with exactly those bytes.
+    let exact = "p".repeat(72);
+    let (status, v) = body(
+        app.post(
+            "/api/v1/auth/register",
+            None,
+            &json!({"username": "maxpass", "email": "max@example.test", "password": exact}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let longer = format!("{exact}x");
+    assert_error(
+        app.post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "maxpass", "password": longer}),
+        )
+        .await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    let (status, _) = body(
+        app.post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "maxpass", "password": exact}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_is_unauthorized() {
+    let app = spawn_app().await;
+    let user = app.create_user(Role::Customer).await;
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "sub": user.id.to_string(), "role": "customer", "jti": uuid::Uuid::new_v4(),
+        "iat": now + 3600, "exp": now + 7200
+    });
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(crate::helpers::jwt_secret()),
+    )
+    .expect("sign");
+
+    assert_error(
+        app.get("/api/v1/me", Some(&token)).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+}
