@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service};
+use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use sqlx::PgPool;
 use utoipa::OpenApi;
@@ -82,11 +83,13 @@ impl Application {
                 .wrap_fn(|req, srv| {
                     // Count and time every request by its route pattern.
                     let start = Instant::now();
-                    let method = req.method().as_str().to_owned();
+                    let method = method_label(req.method());
+                    let signed_in = req.headers().contains_key(header::AUTHORIZATION);
                     let state = req.app_data::<web::Data<AppState>>().cloned();
                     let fut = srv.call(req);
                     async move {
-                        let res = fut.await?;
+                        let mut res = fut.await?;
+                        secure_headers(res.headers_mut(), signed_in);
                         if let Some(state) = state {
                             let route = res
                                 .request()
@@ -96,12 +99,12 @@ impl Application {
                             state
                                 .metrics
                                 .http_requests
-                                .with_label_values(&[&method, &route, &status])
+                                .with_label_values(&[method, &route, &status])
                                 .inc();
                             state
                                 .metrics
                                 .http_duration
-                                .with_label_values(&[&method, &route])
+                                .with_label_values(&[method, &route])
                                 .observe(start.elapsed().as_secs_f64());
                         }
                         Ok(res)
@@ -197,6 +200,34 @@ impl Application {
     }
 }
 
+/// The method as a metrics label: the standard ones by name, any other as
+/// `OTHER`, so made-up methods cannot grow the label set.
+fn method_label(m: &actix_web::http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Headers every answer carries: no content sniffing, and no caching of an
+/// answer to a signed-in request (it may hold the user's data).
+fn secure_headers(h: &mut actix_web::http::header::HeaderMap, signed_in: bool) {
+    use actix_web::http::header::HeaderValue;
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if signed_in {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
 /// `http://host:port` for links, with an unspecified address (`0.0.0.0`,
 /// `::`) shown as `localhost`.
 fn own_url(host: &str, port: u16) -> String {
@@ -237,7 +268,7 @@ async fn upkeep(state: Arc<AppState>, auth: Arc<AuthContext>) {
         tick.tick().await;
         state.purchase_limiter.retain_recent();
         auth.cache.prune();
-        auth.limiter.retain_recent();
+        auth.retain_recent();
         if let Err(e) = crate::db::idempotency::sweep(&state.pool).await {
             tracing::warn!(error = %e, "sweeping old idempotency keys failed");
         }

@@ -62,6 +62,8 @@ pub struct AppSettings {
     pub db_acquire_timeout: Duration,
     pub purchase: PurchaseSettings,
     pub email: EmailSettings,
+    /// `/metrics` asks for this bearer token; `None`: open.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// Where emails go.

@@ -222,6 +222,7 @@ impl<G: Fn(&str) -> Option<String>> Env<G> {
             db_acquire_timeout: Duration::from_millis(self.int("DB_ACQUIRE_TIMEOUT_MS")),
             purchase: self.purchase(),
             email: self.email(),
+            metrics_token: self.text("METRICS_TOKEN").map(SecretString::from),
         }
     }
 

@@ -190,6 +190,13 @@ pub const VARS: &[Var] = &[
         doc: "longest wait for a pooled connection before answering `503 busy`",
     },
     Var {
+        name: "METRICS_TOKEN",
+        unset: Means("unset"),
+        allowed: MinBytes(16),
+        secret: true,
+        doc: "when set, `/metrics` answers only `Authorization: Bearer <token>` (401 otherwise)",
+    },
+    Var {
         name: "REQUIRE_VERIFIED_EMAIL",
         unset: Value("false"),
         allowed: Flag,

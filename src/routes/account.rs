@@ -45,6 +45,12 @@ fn page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     };
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
+        // No scripts, nothing loaded: only the page's own inline style.
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
+             form-action 'none'; frame-ancestors 'none'",
+        ))
         .body(format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -106,8 +112,9 @@ pub async fn verify(
 
 #[utoipa::path(post, path = "/api/v1/auth/verify/resend", tag = "auth", security(("bearer" = [])),
     responses((status = 202, description = "`{\"sent\": bool}`: false when the address is verified already"),
-              (status = 401, description = "unauthorized")))]
+              (status = 401, description = "unauthorized"), (status = 429, description = "rate_limited: 3 at once, then one a minute per account")))]
 pub async fn resend(auth: web::Data<AuthContext>, user: AuthUser) -> ApiResult<HttpResponse> {
+    auth.check_resend(user.id)?;
     let sent = account::resend_verification(&auth.pool, user.id, auth.verify_token_ttl).await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "sent": sent })))
 }
@@ -127,6 +134,7 @@ pub async fn forgot(
 ) -> ApiResult<HttpResponse> {
     auth.check_ip(client_ip(&req))?;
     let email = Email::parse(&body.0.email).map_err(|p| ApiError::field("email", p))?;
+    auth.check_forgot(email.as_str())?;
     // The work happens after the answer, so neither the answer nor its timing
     // tells whether the address has an account.
     let (pool, ttl) = (auth.pool.clone(), auth.reset_token_ttl);

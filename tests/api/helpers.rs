@@ -89,6 +89,7 @@ pub fn test_settings() -> AppSettings {
         purchase: PurchaseSettings::default(),
         // Emails wait in the outbox and no jobs run, unless a test asks.
         email: EmailSettings::default(),
+        metrics_token: None,
     }
 }
 

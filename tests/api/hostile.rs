@@ -200,3 +200,128 @@ async fn a_token_issued_in_the_future_is_unauthorized() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let app = spawn_app().await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("PROBE{i}").as_bytes()).expect("method");
+        app.client
+            .request(method, app.url("/api/v1/sales"))
+            .send()
+            .await
+            .expect("request");
+    }
+
+    let text = app
+        .get("/metrics", None)
+        .await
+        .text()
+        .await
+        .expect("metrics");
+
+    assert!(!text.contains("PROBE"), "a made-up method became a label");
+    assert!(text.contains("method=\"OTHER\""), "counted as OTHER");
+}
+
+#[tokio::test]
+async fn metrics_can_ask_for_a_bearer_token() {
+    let token = "metrics-0123456789abcdef";
+    let app =
+        crate::helpers::spawn_app_with(|s| s.metrics_token = Some(token.to_string().into())).await;
+
+    assert_error(app.get("/metrics", None).await, 401, "unauthorized").await;
+    assert_error(
+        app.get("/metrics", Some("wrong-token")).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    let resp = app.get("/metrics", Some(token)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp
+        .text()
+        .await
+        .expect("text")
+        .contains("flashsale_http_requests_total"));
+}
+
+#[tokio::test]
+async fn answers_are_not_sniffed_and_signed_in_answers_are_not_stored() {
+    let app = spawn_app().await;
+    let user = app.create_user(Role::Customer).await;
+
+    let open = app.get("/api/v1/sales", None).await;
+    let mine = app.get("/api/v1/orders", Some(&user.token)).await;
+    let link = app
+        .client
+        .get(app.url("/api/v1/auth/verify?token=nope"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("GET");
+
+    for resp in [&open, &mine, &link] {
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{}",
+            resp.url()
+        );
+    }
+    assert_eq!(mine.headers()["cache-control"], "no-store");
+    assert!(open
+        .headers()
+        .get("cache-control")
+        .is_none_or(|v| v != "no-store"));
+    let csp = link.headers()["content-security-policy"]
+        .to_str()
+        .expect("csp");
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+}
+
+#[tokio::test]
+async fn verification_and_reset_emails_are_limited_per_account_and_address() {
+    let app = spawn_app().await;
+    let user = app.create_user(Role::Customer).await;
+
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let resp = app
+            .post("/api/v1/auth/verify/resend", Some(&user.token), &json!({}))
+            .await;
+        answers.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            assert!(resp.headers().contains_key("retry-after"));
+        }
+    }
+    assert_eq!(answers, [202, 202, 202, 429]);
+
+    let forgot = |email: &'static str| {
+        let app = &app;
+        async move {
+            app.post("/api/v1/auth/forgot", None, &json!({"email": email}))
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    let mut same = Vec::new();
+    for _ in 0..4 {
+        same.push(forgot("Someone@Example.test").await);
+    }
+    assert_eq!(same, [202, 202, 202, 429], "per address, whatever its case");
+    assert_eq!(
+        forgot("other@example.test").await,
+        202,
+        "another address is not held back"
+    );
+    // Queued emails stay bounded by the limit, not by how often one asks.
+    let queued = app
+        .scalar_i64(&format!(
+            "select count(*) from outbox where kind = 'verify_email' and user_id = {}",
+            user.id
+        ))
+        .await;
+    assert!(queued <= 3, "{queued} verification emails queued");
+}
