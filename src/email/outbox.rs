@@ -1,5 +1,6 @@
 //! Sending the outbox: claim, render, send, settle.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,9 +89,14 @@ impl Mailer {
                     .build(),
             ),
             MailTransport::Files(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    anyhow::anyhow!("cannot create the email directory {}: {e}", dir.display())
-                })?;
+                // Emails carry live links (password resets): owner only.
+                std::fs::create_dir_all(dir)
+                    .and_then(|()| {
+                        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    })
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot create the email directory {}: {e}", dir.display())
+                    })?;
                 Transport::Files(AsyncFileTransport::new(dir), dir.clone())
             }
         };
@@ -193,7 +199,10 @@ impl Mailer {
                     .send(message)
                     .await
                     .map_err(|e| SendError::transient(format!("file: {e}")))?;
-                tracing::info!(path = %dir.join(format!("{id}.eml")).display(), kind = kind.as_str(), "email written");
+                let path = dir.join(format!("{id}.eml"));
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| SendError::transient(format!("file: {e}")))?;
+                tracing::info!(path = %path.display(), kind = kind.as_str(), "email written");
                 Ok(())
             }
         }

@@ -15,6 +15,7 @@ mod cluster;
 mod scratch;
 
 use std::fs;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -121,11 +122,15 @@ impl EmbeddedPg {
         let socket_ok = run_dir.as_os_str().len() + "/.s.PGSQL.65535".len() < 100;
         let port = free_port()?;
         let log_path = data_dir.join("postgres.log");
+        // The log may quote statements and their values: owner only.
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&log_path)
             .map_err(io(format!("opening {}", log_path.display())))?;
+        fs::set_permissions(&log_path, fs::Permissions::from_mode(0o600))
+            .map_err(io(format!("restricting {}", log_path.display())))?;
         let log_err = log.try_clone().map_err(io("opening the server log"))?;
 
         let mut cmd = Command::new(bin.join("postgres"));

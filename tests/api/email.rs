@@ -425,6 +425,11 @@ async fn the_embedded_default_writes_each_email_as_an_eml_file() {
         "{raw}"
     );
     assert!(raw.contains(&address(&buyer)), "{raw}");
+    // Emails carry live links: the directory and each file are the owner's.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700, "the email directory");
+    assert_eq!(mode(&files[0]), 0o600, "the email file");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -53,6 +53,14 @@ impl Cluster {
     }
 }
 
+/// The data directory of the tests' own cluster (`None` with `DATABASE_URL`).
+pub fn embedded_data_dir() -> Option<std::path::PathBuf> {
+    match cluster() {
+        Cluster::Embedded(pg) => Some(pg.data_dir().to_path_buf()),
+        Cluster::Url(..) => None,
+    }
+}
+
 fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {

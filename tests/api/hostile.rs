@@ -325,3 +325,17 @@ async fn verification_and_reset_emails_are_limited_per_account_and_address() {
         .await;
     assert!(queued <= 3, "{queued} verification emails queued");
 }
+
+#[tokio::test]
+async fn the_embedded_clusters_log_is_the_owners_only() {
+    let _app = spawn_app().await; // the cluster runs
+    let Some(dir) = crate::helpers::embedded_data_dir() else {
+        return; // a cluster of the operator's: its log is theirs to guard
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("postgres.log"))
+        .expect("the server log")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
