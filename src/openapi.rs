@@ -9,7 +9,7 @@ use crate::routes;
 #[openapi(
     info(title = "flashsale", description = "Flash sales on PostgreSQL: exactly the stock, one per person, only inside the window. Every error is `{\"error\": {\"code\", \"message\", \"details\"?}}`."),
     paths(
-        routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout, routes::auth::me,
+        routes::auth::register, routes::auth::login, routes::auth::refresh, routes::auth::logout, routes::auth::me, routes::auth::change_password,
         routes::account::verify, routes::account::resend, routes::account::forgot, routes::account::reset,
         routes::account::unsubscribe,
         routes::products::list, routes::products::get, routes::products::create, routes::products::update,

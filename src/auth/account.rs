@@ -147,3 +147,61 @@ pub async fn unsubscribe(pool: &PgPool, token: Uuid) -> Result<(), ApiError> {
         Err(ApiError::InvalidToken("this unsubscribe link is not valid"))
     }
 }
+
+/// Changes a signed-in user's password, given the current one, and ends the
+/// account's other sessions: their refresh tokens die, and the access token
+/// each of them holds is revoked on every instance at once. The session that
+/// asked stays signed in.
+pub async fn change_password(
+    ctx: &super::AuthContext,
+    user: &super::AuthUser,
+    current: String,
+    new: Password,
+) -> Result<(), ApiError> {
+    let stored: Option<String> =
+        sqlx::query_scalar("select password_hash from app_user where id = $1")
+            .bind(user.id)
+            .fetch_optional(&ctx.pool)
+            .await?;
+    let stored = stored.ok_or(ApiError::NotFound("no such user"))?;
+    if !super::password::verify(current, stored).await? {
+        return Err(ApiError::field(
+            "current_password",
+            "is not the account's password",
+        ));
+    }
+    // Hash first: bcrypt is slow and must not run inside the transaction.
+    let hash = super::password::hash(new.into_inner(), ctx.bcrypt_cost).await?;
+    let mut tx = ctx.pool.begin().await?;
+    sqlx::query("update app_user set password_hash = $2 where id = $1")
+        .bind(user.id)
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+    // Every other live session: its refresh token, and its access token until
+    // that would have expired anyway.
+    let ended: Vec<(Uuid, f64)> = sqlx::query_as(
+        "with ended as (
+             update refresh_token set revoked_at = now()
+              where user_id = $1 and revoked_at is null and access_jti <> $2
+             returning access_jti, created_at + make_interval(secs => $3) as expires_at)
+         insert into revoked_token (jti, user_id, expires_at)
+         select access_jti, $1, expires_at from ended where expires_at > now()
+         on conflict (jti) do nothing
+         returning jti, extract(epoch from expires_at)::float8",
+    )
+    .bind(user.id)
+    .bind(user.jti)
+    .bind(ctx.jwt.ttl().as_secs_f64())
+    .fetch_all(&mut *tx)
+    .await?;
+    for (jti, exp) in &ended {
+        let exp = *exp as i64;
+        announce(&mut *tx, Announcement::Revoked { jti: *jti, exp }).await?;
+    }
+    tx.commit().await?;
+    for (jti, exp) in ended {
+        ctx.cache.revoke(jti, exp as i64);
+    }
+    Ok(())
+}

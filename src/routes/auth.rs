@@ -3,6 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use crate::auth::account;
 use crate::auth::service::{self, Session, User};
 use crate::auth::{AuthContext, AuthUser};
 use crate::domain::{Email, Password, Problems, Username, MAX_PASSWORD_BYTES};
@@ -14,7 +15,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         .route("/auth/login", web::post().to(login))
         .route("/auth/refresh", web::post().to(refresh))
         .route("/auth/logout", web::post().to(logout))
-        .route("/me", web::get().to(me));
+        .route("/me", web::get().to(me))
+        .route("/me/password", web::post().to(change_password));
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -111,4 +113,36 @@ pub async fn logout(auth: web::Data<AuthContext>, user: AuthUser) -> ApiResult<H
     responses((status = 200, body = User), (status = 401, description = "unauthorized")))]
 pub async fn me(auth: web::Data<AuthContext>, user: AuthUser) -> ApiResult<web::Json<User>> {
     Ok(web::Json(service::me(&auth.pool, user.id).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ChangePassword {
+    pub current_password: String,
+    /// 8 to 72 bytes of UTF-8 (bcrypt reads no further).
+    pub new_password: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "auth", request_body = ChangePassword, security(("bearer" = [])),
+    responses((status = 204, description = "changed; the account's other sessions are signed out"),
+              (status = 401, description = "unauthorized"),
+              (status = 422, description = "validation_failed: the current password is wrong, or the new one is not a password"),
+              (status = 429, description = "rate_limited")))]
+pub async fn change_password(
+    auth: web::Data<AuthContext>,
+    req: HttpRequest,
+    user: AuthUser,
+    body: Json<ChangePassword>,
+) -> ApiResult<HttpResponse> {
+    // Guessing the current password from a stolen session is limited too.
+    auth.check_ip(client_ip(&req))?;
+    let b = body.0;
+    let new = Password::parse(&b.new_password).map_err(|p| ApiError::field("new_password", p))?;
+    if b.current_password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::field(
+            "current_password",
+            "is not the account's password",
+        ));
+    }
+    account::change_password(&auth, &user, b.current_password, new).await?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -339,3 +339,100 @@ async fn the_embedded_clusters_log_is_the_owners_only() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// Signs in through the API; returns (access, refresh).
+async fn sign_in(
+    app: &crate::helpers::TestApp,
+    username: &str,
+    password: &str,
+) -> (String, String) {
+    let (status, v) = body(
+        app.post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": username, "password": password}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    (
+        v["access_token"].as_str().expect("access").to_string(),
+        v["refresh_token"].as_str().expect("refresh").to_string(),
+    )
+}
+
+#[tokio::test]
+async fn changing_ones_password_ends_the_other_sessions() {
+    let app = spawn_app().await;
+    let user = app.create_user(Role::Customer).await;
+    let (here, _) = sign_in(&app, &user.username, PASSWORD).await;
+    let (there, there_refresh) = sign_in(&app, &user.username, PASSWORD).await;
+    let change =
+        |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+
+    let wrong = assert_error(
+        app.post(
+            "/api/v1/me/password",
+            Some(&here),
+            &change("not-it-at-all", "brand-new-pass"),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+    assert!(
+        wrong["error"]["details"]["fields"]["current_password"].is_string(),
+        "{wrong}"
+    );
+    assert_eq!(
+        app.get("/api/v1/me", Some(&there)).await.status(),
+        200,
+        "nothing changed yet"
+    );
+
+    let resp = app
+        .post(
+            "/api/v1/me/password",
+            Some(&here),
+            &change(PASSWORD, "brand-new-pass"),
+        )
+        .await;
+    assert_eq!(resp.status(), 204);
+
+    assert_eq!(
+        app.get("/api/v1/me", Some(&here)).await.status(),
+        200,
+        "this session stays"
+    );
+    assert_error(
+        app.get("/api/v1/me", Some(&there)).await,
+        401,
+        "token_revoked",
+    )
+    .await;
+    assert_error(
+        app.post(
+            "/api/v1/auth/refresh",
+            None,
+            &json!({"refresh_token": there_refresh}),
+        )
+        .await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_error(
+        app.post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": user.username, "password": PASSWORD}),
+        )
+        .await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    sign_in(&app, &user.username, "brand-new-pass").await;
+}
