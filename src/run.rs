@@ -78,13 +78,20 @@ async fn run_with(command: Command, config: &Config, db: &Database) -> anyhow::R
             Ok(())
         }
         Command::Seed => {
-            let report = crate::seed::load(&db.pool, config.app.bcrypt_cost).await?;
+            // Embedded: the password kept beside the cluster. Otherwise a
+            // new one, shown once and stored nowhere but as its hash.
+            let admin = match &db.embedded {
+                Some(pg) => load_or_create_secret(&pg.data_dir().join(ADMIN_PASSWORD_FILE), 12)?,
+                None => random_hex(12),
+            };
+            let report = crate::seed::load(&db.pool, config.app.bcrypt_cost, &admin).await?;
             if report.loaded {
                 println!("demo data loaded");
+                print_accounts(&report, Some(&admin));
             } else {
                 println!("demo data already present; nothing written");
+                print_accounts(&report, None);
             }
-            print_accounts(&report);
             Ok(())
         }
         Command::Serve => {
@@ -93,7 +100,9 @@ async fn run_with(command: Command, config: &Config, db: &Database) -> anyhow::R
                     .fetch_one(&db.pool)
                     .await?;
                 if users == 0 {
-                    let report = crate::seed::load(&db.pool, config.app.bcrypt_cost).await?;
+                    let admin = db.admin_password()?.unwrap_or_default();
+                    let report =
+                        crate::seed::load(&db.pool, config.app.bcrypt_cost, &admin).await?;
                     tracing::info!(loaded = report.loaded, "demo data");
                 }
             }
@@ -113,7 +122,14 @@ async fn run_with(command: Command, config: &Config, db: &Database) -> anyhow::R
             println!("flashsale is serving on {url}  (API docs: {url}/docs)");
             if let Some(pg) = &db.embedded {
                 println!("embedded PostgreSQL: data in {}", pg.data_dir().display());
-                print_accounts(&crate::seed::demo_accounts()?);
+                print_accounts(
+                    &crate::seed::demo_accounts()?,
+                    db.admin_password()?.as_deref(),
+                );
+                println!(
+                    "  (the admin password is kept in {})",
+                    pg.data_dir().join(ADMIN_PASSWORD_FILE).display()
+                );
             }
             println!("press Ctrl-C to stop");
             app.run_until_stopped()
@@ -125,12 +141,36 @@ async fn run_with(command: Command, config: &Config, db: &Database) -> anyhow::R
     }
 }
 
-fn print_accounts(report: &crate::seed::SeedReport) {
+fn print_accounts(report: &crate::seed::SeedReport, admin_password: Option<&str>) {
     println!(
         "demo accounts: {} (password {})",
         report.usernames.join(", "),
         report.password
     );
+    match admin_password {
+        Some(p) => println!("demo admin: {} (password {p})", crate::seed::ADMIN),
+        None => println!(
+            "demo admin: {} (with the password it was given when seeded)",
+            crate::seed::ADMIN
+        ),
+    }
+}
+
+/// Where the embedded mode keeps the demo admin's generated password.
+const ADMIN_PASSWORD_FILE: &str = "admin-password";
+
+impl Database {
+    /// The embedded demo admin's password (generated on first use and kept
+    /// beside the cluster); `None` against `DATABASE_URL`.
+    fn admin_password(&self) -> anyhow::Result<Option<String>> {
+        match &self.embedded {
+            Some(pg) => Ok(Some(load_or_create_secret(
+                &pg.data_dir().join(ADMIN_PASSWORD_FILE),
+                12,
+            )?)),
+            None => Ok(None),
+        }
+    }
 }
 
 async fn open_database(config: &Config) -> anyhow::Result<Database> {
@@ -175,7 +215,7 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                 .context("migrating the database")?;
             let secret = match &config.jwt_secret {
                 Some(s) => s.expose_secret().as_bytes().to_vec(),
-                None => load_or_create_secret(&pg.data_dir().join("jwt-secret"))?,
+                None => load_or_create_secret(&pg.data_dir().join("jwt-secret"), 32)?.into_bytes(),
             };
             Ok(Database {
                 pool,
@@ -206,18 +246,17 @@ pub async fn create_database(pg: &EmbeddedPg, name: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The embedded mode's JWT secret: generated once, kept beside the cluster
-/// (mode 0600), so tokens survive restarts.
-fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+/// A secret of the embedded mode (the JWT key, the demo admin's password):
+/// `bytes` random bytes as hex, generated once and kept beside the cluster
+/// (mode 0600), so it survives restarts.
+fn load_or_create_secret(path: &Path, bytes: usize) -> anyhow::Result<String> {
     if let Ok(s) = fs::read_to_string(path) {
         let s = s.trim().to_string();
-        if s.len() >= crate::config::MIN_JWT_SECRET_BYTES {
-            return Ok(s.into_bytes());
+        if s.len() >= bytes * 2 {
+            return Ok(s);
         }
     }
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secret = random_hex(bytes);
     let mut f = fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -226,5 +265,12 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
     f.write_all(secret.as_bytes())?;
-    Ok(secret.into_bytes())
+    Ok(secret)
+}
+
+/// `bytes` random bytes from the OS, as hex.
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
 }

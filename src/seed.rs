@@ -49,25 +49,44 @@ struct DemoSale {
 pub struct SeedReport {
     /// `false` when the demo accounts already existed and nothing was written.
     pub loaded: bool,
+    /// Every demo account but `admin`.
     pub usernames: Vec<String>,
+    /// Their shared password (public: they are for trying the shop).
     pub password: String,
 }
+
+/// The demo admin's name. Its password is never the public demo password:
+/// the caller chooses it (the embedded mode generates one and keeps it).
+pub const ADMIN: &str = "admin";
 
 /// The demo accounts and their password, without touching the database.
 pub fn demo_accounts() -> anyhow::Result<SeedReport> {
     let demo: Demo = serde_json::from_str(DEMO_JSON).context("seed/demo.json is malformed")?;
     Ok(SeedReport {
         loaded: false,
-        usernames: demo.users.into_iter().map(|u| u.username).collect(),
+        usernames: others(&demo),
         password: demo.password,
     })
 }
 
+fn others(demo: &Demo) -> Vec<String> {
+    demo.users
+        .iter()
+        .map(|u| u.username.clone())
+        .filter(|u| u != ADMIN)
+        .collect()
+}
+
 /// Loads the demo data in one transaction, unless the `admin` account already
-/// exists. Passwords are hashed at `bcrypt_cost`.
-pub async fn load(pool: &PgPool, bcrypt_cost: u32) -> anyhow::Result<SeedReport> {
+/// exists; `admin` gets `admin_password`, the others the demo password.
+/// Passwords are hashed at `bcrypt_cost`.
+pub async fn load(
+    pool: &PgPool,
+    bcrypt_cost: u32,
+    admin_password: &str,
+) -> anyhow::Result<SeedReport> {
     let demo: Demo = serde_json::from_str(DEMO_JSON).context("seed/demo.json is malformed")?;
-    let usernames = demo.users.iter().map(|u| u.username.clone()).collect();
+    let usernames = others(&demo);
     let exists: bool = sqlx::query_scalar(
         "select exists (select 1 from app_user where lower(username) = 'admin')",
     )
@@ -80,14 +99,20 @@ pub async fn load(pool: &PgPool, bcrypt_cost: u32) -> anyhow::Result<SeedReport>
             password: demo.password,
         });
     }
-    // One hash for the demo password: every demo account shares it anyway.
+    // One hash for the demo password: every demo account but admin shares it.
     let hash = password::hash(demo.password.clone(), bcrypt_cost).await?;
+    let admin_hash = password::hash(admin_password.to_string(), bcrypt_cost).await?;
     let mut tx = pool.begin().await?;
     for u in &demo.users {
+        let hash = if u.username == ADMIN {
+            &admin_hash
+        } else {
+            &hash
+        };
         sqlx::query("insert into app_user (username, email, password_hash, role, email_verified_at) values ($1, $2, $3, $4, now())")
             .bind(&u.username)
             .bind(&u.email)
-            .bind(&hash)
+            .bind(hash)
             .bind(&u.role)
             .execute(&mut *tx)
             .await

@@ -436,3 +436,56 @@ async fn changing_ones_password_ends_the_other_sessions() {
     .await;
     sign_in(&app, &user.username, "brand-new-pass").await;
 }
+
+#[tokio::test]
+async fn the_demo_admin_gets_a_password_of_its_own_and_the_shoppers_keep_the_public_one() {
+    let app = spawn_app().await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_flashsale"))
+        .arg("seed")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", app.database_url().await)
+        .env(
+            "JWT_SECRET",
+            std::str::from_utf8(crate::helpers::jwt_secret()).unwrap(),
+        )
+        .env("BCRYPT_COST", "4")
+        .output()
+        .await
+        .expect("run flashsale seed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let admin_password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("demo admin: admin (password "))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no admin password printed: {stdout}"));
+
+    assert_error(
+        app.post(
+            "/api/v1/auth/login",
+            None,
+            &json!({"username": "admin", "password": "Satu123"}),
+        )
+        .await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    for (username, password) in [("admin", admin_password), ("user1", "Satu123")] {
+        let (status, v) = body(
+            app.post(
+                "/api/v1/auth/login",
+                None,
+                &json!({"username": username, "password": password}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{username}: {v}");
+    }
+}
