@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -50,6 +51,8 @@ pub struct Environment {
     pub db: Option<PgPool>,
     /// The servers' signing key, when known: buyers' tokens are minted locally.
     pub jwt: Option<JwtKeys>,
+    /// Every sale the harness made here, in order (the sampler watches them).
+    sales: Arc<Mutex<Vec<i64>>>,
     embedded: Option<EmbeddedPg>,
     servers: Vec<Child>,
     scratch: Option<PathBuf>,
@@ -96,6 +99,7 @@ impl Environment {
             targets,
             db: Some(pool),
             jwt: Some(JwtKeys::new(secret.as_bytes(), Duration::from_secs(3600))),
+            sales: Arc::default(),
             embedded: Some(pg),
             servers,
             scratch: Some(scratch),
@@ -141,6 +145,7 @@ impl Environment {
                 .collect(),
             db,
             jwt: jwt_secret.map(|s| JwtKeys::new(s.as_bytes(), Duration::from_secs(3600))),
+            sales: Arc::default(),
             embedded: None,
             servers: Vec::new(),
             scratch: None,
@@ -178,6 +183,19 @@ impl Environment {
             Some(dir) => format!(" (see the logs in {})", dir.display()),
             None => String::new(),
         }
+    }
+
+    /// Notes a sale the harness made.
+    pub fn note_sale(&self, id: i64) {
+        self.sales
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(id);
+    }
+
+    /// The sales made so far, shared: it grows as the harness makes more.
+    pub fn sales_made(&self) -> Arc<Mutex<Vec<i64>>> {
+        self.sales.clone()
     }
 
     /// Where the database lives, for the report.

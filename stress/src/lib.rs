@@ -14,29 +14,44 @@ pub mod provision;
 pub mod report;
 /// The scenarios.
 pub mod scenario;
-/// The invariants checked after every run.
+/// The invariants checked during and after every run.
 pub mod verify;
 
 use environment::Environment;
 use scenario::{Common, Scenario};
 
-/// Runs a scenario, then checks every invariant: in SQL when the database is
+/// Runs a scenario, sampling the invariants while it runs when the database
+/// is reachable, then checks every invariant: in SQL when the database is
 /// reachable, through the admin API otherwise.
 pub async fn run_and_verify(
     env: &Environment,
     common: &Common,
     scenario: &Scenario,
 ) -> anyhow::Result<report::Summary> {
-    let run = scenario.run(env, common).await?;
+    let sampler = env
+        .db
+        .clone()
+        .map(|db| verify::during::Sampler::start(db, env.sales_made()));
+    let run = scenario.run(env, common).await;
+    let sampling = match sampler {
+        Some(s) => Some(s.finish().await),
+        None => None,
+    };
+    let run = run?;
     let mut violations = verify::check_answers(&run.ledger);
-    match &env.db {
-        Some(db) => violations.extend(verify::check_database(db, &run.sales, &run.ledger).await?),
+    violations.extend(sampling.as_ref().and_then(|s| s.first_violation.clone()));
+    let tally = match &env.db {
+        Some(db) => {
+            violations.extend(verify::check_database(db, &run.sales, &run.ledger).await?);
+            Some(verify::tally(db, &run.sales).await?)
+        }
         None => {
             let admin = provision::admin_token(env, &common.admin).await?;
             violations.extend(
                 verify::check_through_api(&env.targets[0], &admin, &run.sales, &run.ledger).await?,
             );
+            None
         }
-    }
-    Ok(report::summarize(&run, violations))
+    };
+    Ok(report::summarize(&run, violations, sampling, tally))
 }

@@ -35,6 +35,8 @@ enum Cmd {
         #[arg(long, default_value_t = 20_000)]
         buyers: usize,
         #[command(flatten)]
+        hold: HoldArgs,
+        #[command(flatten)]
         common: CommonArgs,
     },
     /// M buyers, each firing K purchases at once.
@@ -43,6 +45,8 @@ enum Cmd {
         users: usize,
         #[arg(long, default_value_t = 10)]
         per_user: usize,
+        #[command(flatten)]
+        hold: HoldArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -53,6 +57,8 @@ enum Cmd {
         #[arg(long, default_value_t = 2000)]
         window_ms: i64,
         #[command(flatten)]
+        hold: HoldArgs,
+        #[command(flatten)]
         common: CommonArgs,
     },
     /// A storm of buyers after the stock is gone (the rejection path).
@@ -61,6 +67,8 @@ enum Cmd {
         stock: i64,
         #[arg(long, default_value_t = 20_000)]
         buyers: usize,
+        #[command(flatten)]
+        hold: HoldArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -74,6 +82,8 @@ enum Cmd {
         stock: i64,
         #[arg(long, default_value_t = 20_000)]
         users: usize,
+        #[command(flatten)]
+        hold: HoldArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -114,6 +124,15 @@ enum Cmd {
     /// Run a flashsale server (used by the harness for its instances).
     #[command(name = "__serve", hide = true)]
     Serve,
+}
+
+/// The hold of the sales a buying scenario makes.
+#[derive(Args, Clone, Copy)]
+struct HoldArgs {
+    /// The sale's `hold_secs`: a win is held this long for payment, then
+    /// released (0: confirmed at once).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..=3600))]
+    hold_secs: i64,
 }
 
 #[derive(Args, Clone)]
@@ -210,44 +229,50 @@ fn serve() {
 }
 
 async fn run(cmd: Cmd) -> anyhow::Result<bool> {
-    let (common, scenario) = match cmd {
+    let (common, hold, scenario) = match cmd {
         Cmd::Exact {
             stock,
             buyers,
+            hold,
             common,
         } => {
             scenario::check_positive("stock", stock)?;
-            (common, Scenario::Exact { stock, buyers })
+            (common, hold, Scenario::Exact { stock, buyers })
         }
         Cmd::Dupes {
             users,
             per_user,
+            hold,
             common,
-        } => (common, Scenario::Dupes { users, per_user }),
+        } => (common, hold, Scenario::Dupes { users, per_user }),
         Cmd::Window {
             buyers,
             window_ms,
+            hold,
             common,
         } => {
             scenario::check_positive("window-ms", window_ms)?;
-            (common, Scenario::Window { buyers, window_ms })
+            (common, hold, Scenario::Window { buyers, window_ms })
         }
         Cmd::Soldout {
             stock,
             buyers,
+            hold,
             common,
         } => {
             scenario::check_positive("stock", stock)?;
-            (common, Scenario::Soldout { stock, buyers })
+            (common, hold, Scenario::Soldout { stock, buyers })
         }
         Cmd::Mixed {
             duration_secs,
             sales,
             stock,
             users,
+            hold,
             common,
         } => (
             common,
+            hold,
             Scenario::Mixed {
                 duration: Duration::from_secs(duration_secs),
                 sales,
@@ -255,8 +280,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
                 users,
             },
         ),
-        Cmd::Status { requests, common } => (common, Scenario::Status { requests }),
-        Cmd::Health { requests, common } => (common, Scenario::Health { requests }),
+        Cmd::Status { requests, common } => (common, NO_HOLD, Scenario::Status { requests }),
+        Cmd::Health { requests, common } => (common, NO_HOLD, Scenario::Health { requests }),
         Cmd::Ceiling {
             seconds,
             clients,
@@ -265,10 +290,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
         Cmd::Db { dir } => return hold_db(dir).await,
         Cmd::Serve => unreachable!("handled before the runtime starts"),
     };
-    execute(common, scenario).await
+    execute(common, hold, scenario).await
 }
 
-async fn execute(a: CommonArgs, scenario: Scenario) -> anyhow::Result<bool> {
+const NO_HOLD: HoldArgs = HoldArgs { hold_secs: 0 };
+
+async fn execute(a: CommonArgs, hold: HoldArgs, scenario: Scenario) -> anyhow::Result<bool> {
     let env = if a.targets.is_empty() {
         let mut server_env = default_server_env();
         for kv in &a.server_env {
@@ -298,6 +325,7 @@ async fn execute(a: CommonArgs, scenario: Scenario) -> anyhow::Result<bool> {
             username: a.admin_user.clone(),
             password: a.admin_password.clone(),
         },
+        hold_secs: hold.hold_secs,
     };
     let result = run_and_verify(&env, &common, &scenario).await;
     env.shutdown().await;

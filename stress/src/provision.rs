@@ -31,6 +31,8 @@ pub struct SaleInfo {
     pub stock: i64,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
+    /// How long a winner's unit is held for payment; 0 confirms at once.
+    pub hold_secs: i64,
 }
 
 /// How the harness signs in as an admin when the database is not reachable.
@@ -199,16 +201,43 @@ pub async fn server_time(env: &Environment) -> anyhow::Result<DateTime<Utc>> {
     Ok(Utc::now())
 }
 
-/// A product and a sale of `stock` whose window opens `lead_ms` after the
-/// database clock's now and lasts `duration_ms`.
-pub async fn sale(
-    env: &Environment,
-    admin: &str,
-    stock: i64,
-    lead_ms: i64,
-    duration_ms: i64,
-    per_user_limit: i64,
-) -> anyhow::Result<SaleInfo> {
+/// What a sale made for a run looks like.
+#[derive(Clone, Copy, Debug)]
+pub struct SaleSpec {
+    pub stock: i64,
+    /// The window opens this long after the database clock's now (negative:
+    /// it opened that long ago).
+    pub lead_ms: i64,
+    pub duration_ms: i64,
+    pub per_user_limit: i64,
+    /// The sale's `hold_secs`: how long a win waits for payment.
+    pub hold_secs: i64,
+}
+
+impl SaleSpec {
+    /// A sale of `stock`, one unit per buyer, open for an hour from `lead_ms`.
+    pub fn new(stock: i64, lead_ms: i64, hold_secs: i64) -> SaleSpec {
+        SaleSpec {
+            stock,
+            lead_ms,
+            duration_ms: 3_600_000,
+            per_user_limit: 1,
+            hold_secs,
+        }
+    }
+}
+
+/// A product and a sale as `spec` describes, placed by the database clock.
+/// The environment notes the sale, so the invariants are sampled on it while
+/// the run goes on.
+pub async fn sale(env: &Environment, admin: &str, spec: SaleSpec) -> anyhow::Result<SaleInfo> {
+    let SaleSpec {
+        stock,
+        lead_ms,
+        duration_ms,
+        per_user_limit,
+        hold_secs,
+    } = spec;
     let client = reqwest::Client::new();
     let base = &env.targets[0];
     let product: Value = client
@@ -234,7 +263,8 @@ pub async fn sale(
         .bearer_auth(admin)
         .json(
             &json!({"product_id": product_id, "starts_at": starts_at, "ends_at": ends_at,
-                      "stock": stock, "price_cents": 1000, "per_user_limit": per_user_limit}),
+                      "stock": stock, "price_cents": 1000, "per_user_limit": per_user_limit,
+                      "hold_secs": hold_secs}),
         )
         .send()
         .await?
@@ -243,12 +273,14 @@ pub async fn sale(
     let id = sale["id"]
         .as_i64()
         .with_context(|| format!("creating a sale: {sale}"))?;
+    env.note_sale(id);
     Ok(SaleInfo {
         id,
         product_id,
         stock,
         starts_at,
         ends_at,
+        hold_secs,
     })
 }
 

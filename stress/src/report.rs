@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::load::Kind;
 use crate::scenario::Run;
-use crate::verify::Violation;
+use crate::verify::during::Sampling;
+use crate::verify::{Tally, Violation};
 
 pub use html::html;
 pub use text::text;
@@ -62,10 +63,16 @@ pub struct Summary {
     pub duration_secs: f64,
     pub requests: u64,
     pub requests_per_sec: f64,
+    /// Purchases answered 201. With a hold, units whose hold expired may be
+    /// won again, so this may exceed the units sold (`tally`).
     pub purchases_created: u64,
     pub purchases_per_sec: f64,
+    /// What the run's sales hold at the end (with the database reachable).
+    pub tally: Option<Tally>,
+    /// The invariants sampled during the run (with the database reachable).
+    pub sampling: Option<Sampling>,
     /// From the first purchase to the 201 that took the last unit, when the
-    /// (first) sale sold out.
+    /// (first) sale sold out before any of its holds could have expired.
     pub time_to_sell_out_secs: Option<f64>,
     /// Units sold per second until the sale sold out (stock / time to sell out).
     pub sell_out_rate_per_sec: Option<f64>,
@@ -86,8 +93,13 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-/// Builds the summary of a run and its violations.
-pub fn summarize(run: &Run, violations: Vec<Violation>) -> Summary {
+/// Builds the summary of a run, its violations, and what the database held.
+pub fn summarize(
+    run: &Run,
+    violations: Vec<Violation>,
+    sampling: Option<Sampling>,
+    tally: Option<Tally>,
+) -> Summary {
     let from = run.measure_from_us;
     let measured: Vec<_> = run
         .ledger
@@ -137,12 +149,14 @@ pub fn summarize(run: &Run, violations: Vec<Violation>) -> Summary {
         .collect();
 
     let time_to_sell_out_secs = run.sales.first().and_then(|sale| {
-        let mine: Vec<_> = run
+        let mut done: Vec<u64> = run
             .ledger
             .successes
             .iter()
             .filter(|s| s.sale_id == sale.id)
+            .map(|s| s.done_us)
             .collect();
+        done.sort_unstable();
         let first_sent = run
             .ledger
             .samples
@@ -150,10 +164,13 @@ pub fn summarize(run: &Run, violations: Vec<Violation>) -> Summary {
             .filter(|s| matches!(s.kind, Kind::Purchase | Kind::PurchaseOther))
             .map(|s| s.sent_us)
             .min()?;
-        (mine.len() as i64 == sale.stock)
-            .then(|| mine.iter().map(|s| s.done_us).max())
-            .flatten()
-            .map(|last| (last.saturating_sub(first_sent)) as f64 / 1e6)
+        // Every purchase is of one unit: the stock-th 201 took the last one,
+        // unless a hold ran out before it (at least hold_secs after the first
+        // purchase was sent), and then the stock never ran out this way.
+        let last = done.get(usize::try_from(sale.stock).ok()?.checked_sub(1)?)?;
+        let took = last.saturating_sub(first_sent);
+        (sale.hold_secs == 0 || took < sale.hold_secs as u64 * 1_000_000)
+            .then_some(took as f64 / 1e6)
     });
 
     // Timeline in about 100 slices of at least 100 ms.
@@ -216,6 +233,8 @@ pub fn summarize(run: &Run, violations: Vec<Violation>) -> Summary {
         requests_per_sec: measured.len() as f64 / secs,
         purchases_created: created.len() as u64,
         purchases_per_sec: created.len() as f64 / secs,
+        tally,
+        sampling,
         sell_out_rate_per_sec: time_to_sell_out_secs
             .zip(run.sales.first())
             .filter(|(t, _)| *t > 0.0)

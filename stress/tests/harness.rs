@@ -1,7 +1,8 @@
 //! The harness checks itself: the verifier must fail a deliberately
-//! inconsistent database, small `exact` and `dupes` runs must pass end to
-//! end against real server processes, and a short `ceiling` must measure every
-//! strategy with pgbench.
+//! inconsistent database, during the run as well as after it, small `exact`
+//! (with and without a hold) and `dupes` runs must pass end to end against
+//! real server processes, and a short `ceiling` must measure every strategy
+//! with pgbench.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -14,6 +15,7 @@ use stress::environment::{default_server_env, Environment};
 use stress::load::{Kind, Ledger, Sample, Success};
 use stress::provision::{AdminLogin, SaleInfo};
 use stress::scenario::{Common, Scenario};
+use stress::verify::during::{self, SaleSample, Sampler, Snapshot};
 use stress::verify::{check_answers, check_database};
 
 fn cluster() -> &'static EmbeddedPg {
@@ -106,6 +108,7 @@ async fn consistent_sale(db: &PgPool) -> (SaleInfo, Ledger, Vec<i64>) {
         stock: 10,
         starts_at,
         ends_at,
+        hold_secs: 0,
     };
     (info, ledger, users)
 }
@@ -164,7 +167,7 @@ async fn a_sell_count_off_by_one_fails_the_run() {
     assert_eq!(rules(&v), vec!["sell_count_matches_orders"], "{v:?}");
     assert!(
         v[0].detail
-            .contains("sell_count 3 but its orders hold 2 units"),
+            .contains("sell_count 3 but its live orders hold 2 units"),
         "{v:?}"
     );
 }
@@ -210,6 +213,165 @@ async fn an_order_whose_answer_was_lost_is_explained_by_the_unknown_outcome() {
     assert!(v.is_empty(), "{v:?}");
 }
 
+/// Makes the consistent sale one with a 60 s hold whose first buyer's hold
+/// expired and who bought again: two orders of one user, one of them live.
+async fn expire_and_rebuy(db: &PgPool, sale: &mut SaleInfo, ledger: &mut Ledger) {
+    sale.hold_secs = 60;
+    let first = ledger.successes[0].clone();
+    sqlx::query("update sale set hold_secs = 60 where id = $1")
+        .bind(sale.id)
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update purchase_order set status = 'pending_payment', created_at = now() - interval '2 minutes',
+                expires_at = now() - interval '1 minute' where sale_id = $1",
+    )
+    .bind(sale.id)
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update purchase_order set status = 'expired', released_at = now() - interval '59 seconds' where id = $1",
+    )
+    .bind(first.order_id)
+    .execute(db)
+    .await
+    .unwrap();
+    let again: i64 = sqlx::query_scalar(
+        "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents,
+                                     status, created_at, expires_at)
+         values ($1, $2, $3, 1, 100, 100, 'pending_payment', now() - interval '30 seconds',
+                 now() + interval '30 seconds')
+         returning id",
+    )
+    .bind(sale.id)
+    .bind(sale.product_id)
+    .bind(first.user_id)
+    .fetch_one(db)
+    .await
+    .unwrap();
+    ledger.successes.push(Success {
+        order_id: again,
+        done_us: 3,
+        ..first
+    });
+}
+
+#[tokio::test]
+async fn a_hold_that_expired_and_was_bought_again_passes() {
+    let db = fresh_db().await;
+    let (mut sale, mut ledger, _) = consistent_sale(&db).await;
+    expire_and_rebuy(&db, &mut sale, &mut ledger).await;
+    // Three 201s, two live orders: remaining 8 and sell_count 2 still add up.
+    let v = check_database(&db, &[sale], &ledger).await.unwrap();
+    assert!(v.is_empty(), "{v:?}");
+}
+
+#[tokio::test]
+async fn a_second_live_order_or_a_rebuy_before_the_release_fails_the_run() {
+    let db = fresh_db().await;
+    let (mut sale, mut ledger, _) = consistent_sale(&db).await;
+    expire_and_rebuy(&db, &mut sale, &mut ledger).await;
+    // The expired hold was released only after the buyer bought again.
+    sqlx::query(
+        "update purchase_order set released_at = now() where sale_id = $1 and status = 'expired'",
+    )
+    .bind(sale.id)
+    .execute(&db)
+    .await
+    .unwrap();
+    let v = check_database(&db, std::slice::from_ref(&sale), &ledger)
+        .await
+        .unwrap();
+    assert_eq!(rules(&v), vec!["rebuys_follow_releases"], "{v:?}");
+    // Both orders live at once (the live key stops this, so drop it first).
+    sqlx::query("drop index purchase_order_live_key")
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query(
+        "update purchase_order set status = 'pending_payment', released_at = null,
+                expires_at = created_at + interval '60 seconds'
+          where sale_id = $1 and status = 'expired'",
+    )
+    .bind(sale.id)
+    .execute(&db)
+    .await
+    .unwrap();
+    let v = check_database(&db, &[sale], &ledger).await.unwrap();
+    let r = rules(&v);
+    assert!(r.contains(&"one_live_order_per_user"), "{v:?}");
+    assert!(r.contains(&"sold_plus_remaining_is_stock"), "{v:?}");
+}
+
+fn snapshot_of(remaining: i64, live_units: i64, sell_count: i64) -> Snapshot {
+    Snapshot {
+        at: Utc::now(),
+        since_start: Duration::from_millis(1250),
+        sales: vec![SaleSample {
+            sale_id: 7,
+            product_id: 3,
+            stock: 10,
+            remaining,
+            live_units,
+            sell_count,
+            product_live_units: live_units,
+        }],
+    }
+}
+
+#[test]
+fn a_sample_that_does_not_add_up_is_a_violation() {
+    assert_eq!(during::check(&snapshot_of(8, 2, 2)), None);
+    let v = during::check(&snapshot_of(9, 2, 2)).expect("remaining off by one");
+    assert_eq!(v.rule, "invariants_hold_during_the_run");
+    assert!(
+        v.detail
+            .starts_with("sale 7: remaining 9 + live units 2 != stock 10, at 1.25 s"),
+        "{v:?}"
+    );
+    let v = during::check(&snapshot_of(8, 2, 3)).expect("sell_count off by one");
+    assert!(
+        v.detail
+            .starts_with("product 3 (sale 7): sell_count 3 != live units 2"),
+        "{v:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_violation_sampled_mid_run_fails_it_though_repaired_by_the_end() {
+    let db = fresh_db().await;
+    let sales = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = Sampler::start(db.clone(), sales.clone());
+    let (sale, ledger, _) = consistent_sale(&db).await;
+    sales.lock().unwrap().push(sale.id);
+    tokio::time::sleep(during::EVERY * 2).await;
+    let corrupt = |by: i64| {
+        sqlx::query("update sale set remaining = remaining + $2 where id = $1")
+            .bind(sale.id)
+            .bind(by)
+    };
+    corrupt(1).execute(&db).await.unwrap();
+    tokio::time::sleep(during::EVERY * 3).await;
+    corrupt(-1).execute(&db).await.unwrap();
+    tokio::time::sleep(during::EVERY * 2).await;
+    let seen = sampler.finish().await;
+    assert!(seen.samples >= 4, "{seen:?}");
+    assert!(seen.failed >= 1 && seen.failed < seen.samples, "{seen:?}");
+    let v = seen.first_violation.expect("the corruption was sampled");
+    assert!(
+        v.detail.contains(&format!(
+            "sale {}: remaining 9 + live units 2 != stock 10",
+            sale.id
+        )),
+        "{v:?}"
+    );
+    // After the run nothing is wrong any more: only the sampler saw it.
+    let after = check_database(&db, &[sale], &ledger).await.unwrap();
+    assert!(after.is_empty(), "{after:?}");
+}
+
 #[test]
 fn server_errors_and_undocumented_answers_fail_the_run() {
     let sample = |status, code: Option<&str>| Sample {
@@ -249,7 +411,16 @@ fn common() -> Common {
         connections: 32,
         timeout: Duration::from_secs(30),
         admin: AdminLogin::default(),
+        hold_secs: 0,
     }
+}
+
+fn answered(s: &stress::report::Summary, code: &str) -> u64 {
+    s.answers
+        .iter()
+        .filter(|a| a.code.as_deref() == Some(code))
+        .map(|a| a.count)
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,14 +441,99 @@ async fn a_small_exact_run_sells_exactly_the_stock_on_two_instances() {
     let s = summary.unwrap();
     assert!(s.violations.is_empty(), "{:?}", s.violations);
     assert_eq!(s.purchases_created, 20);
-    let sold_out: u64 = s
-        .answers
-        .iter()
-        .filter(|a| a.code.as_deref() == Some("sold_out"))
-        .map(|a| a.count)
-        .sum();
-    assert_eq!(sold_out, 380, "{:?}", s.answers);
+    assert_eq!(answered(&s, "sold_out"), 380, "{:?}", s.answers);
     assert!(s.time_to_sell_out_secs.is_some());
+}
+
+/// On one server, three runs with one-second holds. A small `exact` passes,
+/// sampled while it runs. A short `mixed` soak draws buyers from a small pool
+/// again and again: holds expire, their units are won again (by the same
+/// shoppers too), so there are more 201s than units sold, and it passes.
+/// Then an `exact` run whose product's sell_count is wrong for a moment, and
+/// right again by the end, fails on the sampled invariants alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_with_one_second_holds_pass_and_a_passing_corruption_fails() {
+    let env = Environment::self_contained(1, &default_server_env(), &stress_exe())
+        .await
+        .unwrap();
+    let held = Common {
+        hold_secs: 1,
+        ..common()
+    };
+    let exact = Scenario::Exact {
+        stock: 10,
+        buyers: 200,
+    };
+    let mixed = Scenario::Mixed {
+        duration: Duration::from_secs(4),
+        sales: 2,
+        stock: 5,
+        users: 40,
+    };
+    let first = stress::run_and_verify(&env, &held, &exact).await;
+    let soak = stress::run_and_verify(&env, &held, &mixed).await;
+
+    let db = env.db.clone().unwrap();
+    let sales = env.sales_made();
+    let before = sales.lock().unwrap().len();
+    let corrupt = tokio::spawn(async move {
+        let sale = loop {
+            if let Some(&id) = sales.lock().unwrap().get(before) {
+                break id;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let bump = |by: i64| {
+            sqlx::query(
+                "update product set sell_count = sell_count + $2
+                  where id = (select product_id from sale where id = $1)",
+            )
+            .bind(sale)
+            .bind(by)
+        };
+        bump(1000).execute(&db).await.unwrap();
+        tokio::time::sleep(during::EVERY * 3).await;
+        bump(-1000).execute(&db).await.unwrap();
+    });
+    let second = stress::run_and_verify(&env, &held, &exact).await;
+    corrupt.await.unwrap();
+    env.shutdown().await;
+
+    let s = first.unwrap();
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    let sampling = s.sampling.as_ref().unwrap();
+    assert!(sampling.samples > 0 && sampling.failed == 0, "{sampling:?}");
+    assert_eq!(s.purchases_created, 10);
+
+    let s = soak.unwrap();
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    assert!(
+        s.sampling.as_ref().unwrap().samples >= 10,
+        "{:?}",
+        s.sampling
+    );
+    let tally = s.tally.unwrap();
+    assert!(tally.units_sold <= 10, "{tally:?}");
+    assert!(tally.orders_released > 0, "no hold expired: {tally:?}");
+    assert_eq!(
+        s.purchases_created as i64,
+        tally.units_sold + tally.orders_released,
+        "{tally:?}"
+    );
+
+    let s = second.unwrap();
+    let r = rules(&s.violations);
+    assert_eq!(
+        r,
+        vec!["invariants_hold_during_the_run"],
+        "{:?}",
+        s.violations
+    );
+    assert!(
+        s.violations[0].detail.contains("sell_count"),
+        "{:?}",
+        s.violations
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,13 +554,7 @@ async fn a_small_dupes_run_gives_each_buyer_one_order() {
     let s = summary.unwrap();
     assert!(s.violations.is_empty(), "{:?}", s.violations);
     assert_eq!(s.purchases_created, 30);
-    let dupes: u64 = s
-        .answers
-        .iter()
-        .filter(|a| a.code.as_deref() == Some("already_purchased"))
-        .map(|a| a.count)
-        .sum();
-    assert_eq!(dupes, 120, "{:?}", s.answers);
+    assert_eq!(answered(&s, "already_purchased"), 120, "{:?}", s.answers);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

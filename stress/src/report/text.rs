@@ -21,6 +21,13 @@ pub fn text(s: &Summary) -> String {
         "purchases  {} created  ({:.0}/s)",
         s.purchases_created, s.purchases_per_sec
     );
+    if let Some(t) = &s.tally {
+        let _ = writeln!(
+            o,
+            "sold       {} units in live orders; {} order(s) released (holds expired or cancelled)",
+            t.units_sold, t.orders_released
+        );
+    }
     if let Some(t) = s.time_to_sell_out_secs {
         let rate = s.sell_out_rate_per_sec.unwrap_or(0.0);
         let _ = writeln!(
@@ -33,6 +40,18 @@ pub fn text(s: &Summary) -> String {
         "unknown    {} outcome(s) (timeouts, lost connections)",
         s.unknown_outcomes
     );
+    match &s.sampling {
+        Some(x) => {
+            let _ = writeln!(
+                o,
+                "sampled    {} snapshot(s) of the invariants during the run, {} failed, {} unread",
+                x.samples, x.failed, x.errors
+            );
+        }
+        None => {
+            let _ = writeln!(o, "sampled    none (no database access)");
+        }
+    }
     let _ = writeln!(
         o,
         "\nlatency (ms)   count      p50      p90      p99    p99.9      max"

@@ -1,15 +1,19 @@
 //! The scenarios. Each provisions what it needs, fires its load and returns a
-//! [`Run`] for verification and reporting.
+//! [`Run`] for verification and reporting. The buying scenarios are here; the
+//! soak and the polls are in `soak`.
+
+mod soak;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use serde_json::json;
 
 use crate::environment::Environment;
-use crate::load::{run_for, run_jobs, Attempt, Kind, Ledger, Load};
-use crate::provision::{self, AdminLogin, Buyer, SaleInfo};
+use crate::load::{run_jobs, Attempt, Ledger, Load};
+use crate::provision::{self, AdminLogin, Buyer, SaleInfo, SaleSpec};
+
+pub use soak::{mixed, poll};
 
 /// Options shared by all scenarios.
 #[derive(Clone, Debug)]
@@ -17,6 +21,8 @@ pub struct Common {
     pub connections: usize,
     pub timeout: Duration,
     pub admin: AdminLogin,
+    /// The `hold_secs` of the sales the buying scenarios make (0: none).
+    pub hold_secs: i64,
 }
 
 /// What a run did, for the verifier and the report.
@@ -35,7 +41,7 @@ pub struct Run {
 }
 
 /// Sleeps until the sale opens by the database clock.
-async fn until_open(env: &Environment, sale: &SaleInfo) -> anyhow::Result<()> {
+pub(crate) async fn until_open(env: &Environment, sale: &SaleInfo) -> anyhow::Result<()> {
     let now = provision::server_time(env).await?;
     let wait = (sale.starts_at - now).num_milliseconds();
     if wait > 0 {
@@ -55,7 +61,7 @@ pub async fn exact(
 ) -> anyhow::Result<Run> {
     let people = provision::buyers(env, buyers, "ex").await?;
     let admin = provision::admin_token(env, &c.admin).await?;
-    let sale = provision::sale(env, &admin, stock, 1500, 3_600_000, 1).await?;
+    let sale = provision::sale(env, &admin, SaleSpec::new(stock, 1500, c.hold_secs)).await?;
     let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
     until_open(env, &sale).await?;
     load.reset_clock();
@@ -76,7 +82,7 @@ pub async fn exact(
     .await;
     Ok(Run {
         scenario: "exact",
-        params: json!({"stock": stock, "buyers": buyers, "connections": c.connections}),
+        params: json!({"stock": stock, "buyers": buyers, "hold_secs": c.hold_secs, "connections": c.connections}),
         environment: env.describe(),
         elapsed: max_end(&ledger),
         sales: vec![sale],
@@ -94,7 +100,8 @@ pub async fn dupes(
 ) -> anyhow::Result<Run> {
     let people = provision::buyers(env, users, "du").await?;
     let admin = provision::admin_token(env, &c.admin).await?;
-    let sale = provision::sale(env, &admin, users as i64, -1000, 3_600_000, 1).await?;
+    let sale =
+        provision::sale(env, &admin, SaleSpec::new(users as i64, -1000, c.hold_secs)).await?;
     // Each buyer's requests sit next to each other, so they are in flight together.
     let jobs: Vec<Buyer> = people
         .iter()
@@ -119,7 +126,7 @@ pub async fn dupes(
     .await;
     Ok(Run {
         scenario: "dupes",
-        params: json!({"users": users, "per_user": per_user, "connections": c.connections}),
+        params: json!({"users": users, "per_user": per_user, "hold_secs": c.hold_secs, "connections": c.connections}),
         environment: env.describe(),
         elapsed: max_end(&ledger),
         sales: vec![sale],
@@ -140,7 +147,15 @@ pub async fn window(
     let people = provision::buyers(env, buyers, "wi").await?;
     let admin = provision::admin_token(env, &c.admin).await?;
     let lead_ms = 2500;
-    let sale = provision::sale(env, &admin, buyers as i64, lead_ms, window_ms, 1).await?;
+    let sale = provision::sale(
+        env,
+        &admin,
+        SaleSpec {
+            duration_ms: window_ms,
+            ..SaleSpec::new(buyers as i64, lead_ms, c.hold_secs)
+        },
+    )
+    .await?;
     let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
     // Fire from one second before the start to one second after the end.
     let server_now = provision::server_time(env).await?;
@@ -177,7 +192,7 @@ pub async fn window(
     .await;
     Ok(Run {
         scenario: "window",
-        params: json!({"buyers": buyers, "window_ms": window_ms, "connections": c.connections}),
+        params: json!({"buyers": buyers, "window_ms": window_ms, "hold_secs": c.hold_secs, "connections": c.connections}),
         environment: env.describe(),
         elapsed: max_end(&ledger),
         sales: vec![sale],
@@ -197,7 +212,7 @@ pub async fn soldout(
     let first = provision::buyers(env, stock as usize, "so").await?;
     let storm = provision::buyers(env, buyers, "st").await?;
     let admin = provision::admin_token(env, &c.admin).await?;
-    let sale = provision::sale(env, &admin, stock, -1000, 3_600_000, 1).await?;
+    let sale = provision::sale(env, &admin, SaleSpec::new(stock, -1000, c.hold_secs)).await?;
     let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
     load.reset_clock();
     let sale_id = sale.id;
@@ -219,7 +234,7 @@ pub async fn soldout(
     ledger.merge(storm_ledger);
     Ok(Run {
         scenario: "soldout",
-        params: json!({"stock": stock, "buyers": buyers, "connections": c.connections}),
+        params: json!({"stock": stock, "buyers": buyers, "hold_secs": c.hold_secs, "connections": c.connections}),
         environment: env.describe(),
         elapsed: storm_end.saturating_sub(Duration::from_micros(measure_from_us)),
         sales: vec![sale],
@@ -228,143 +243,8 @@ pub async fn soldout(
     })
 }
 
-/// `mixed`: for `duration`, a soak of status polling (35%), catalog browsing
-/// (20%), logins (5%) and purchases (40%) over `sales` sales at once, the
-/// first of them hot (70% of the purchases), by buyers drawn from a pool of
-/// `users`. Purchases of the hot sale and of the others are measured apart,
-/// so a starved sale shows.
-pub async fn mixed(
-    env: &Environment,
-    c: &Common,
-    duration: Duration,
-    sales: usize,
-    stock: i64,
-    users: usize,
-) -> anyhow::Result<Run> {
-    let people = Arc::new(provision::buyers(env, users, "mx").await?);
-    let logins = Arc::new(provision::login_users(env, 20).await?);
-    let admin = provision::admin_token(env, &c.admin).await?;
-    let mut made = Vec::new();
-    for _ in 0..sales.max(1) {
-        made.push(provision::sale(env, &admin, stock, -1000, 3_600_000, 1).await?);
-    }
-    let ids: Arc<Vec<i64>> = Arc::new(made.iter().map(|s| s.id).collect());
-    let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
-    load.reset_clock();
-    let ledger = run_for(c.connections, duration, "mixed", move |w, mut ledger| {
-        let load = load.clone();
-        let people = people.clone();
-        let logins = logins.clone();
-        let ids = ids.clone();
-        async move {
-            let (roll, pick, who, page) = {
-                let mut rng = rand::thread_rng();
-                (
-                    rng.gen_range(0..100u32),
-                    rng.gen_range(0..100u32),
-                    rng.gen_range(0..people.len()),
-                    rng.gen_range(0..3u32),
-                )
-            };
-            let hot = pick < 70 || ids.len() == 1;
-            let sale = if hot {
-                ids[0]
-            } else {
-                ids[1 + (pick as usize) % (ids.len() - 1)]
-            };
-            if roll < 35 {
-                load.get(
-                    w,
-                    &format!("/api/v1/sales/{sale}/status"),
-                    Kind::Status,
-                    &mut ledger,
-                )
-                .await;
-            } else if roll < 55 {
-                let path = match page {
-                    0 => "/api/v1/products?sort=best_selling".to_string(),
-                    1 => "/api/v1/sales?state=active".to_string(),
-                    _ => format!("/api/v1/sales/{sale}"),
-                };
-                load.get(w, &path, Kind::Browse, &mut ledger).await;
-            } else if roll < 60 {
-                let name = &logins[who % logins.len()];
-                load.login(w, name, provision::LOGIN_PASSWORD, &mut ledger)
-                    .await;
-            } else {
-                let kind = if hot {
-                    Kind::Purchase
-                } else {
-                    Kind::PurchaseOther
-                };
-                load.purchase_until_final_as(kind, w, &people[who], sale, 5, &mut ledger)
-                    .await;
-            }
-            ledger
-        }
-    })
-    .await;
-    Ok(Run {
-        scenario: "mixed",
-        params: json!({"duration_secs": duration.as_secs(), "sales": sales, "stock": stock, "users": users,
-                       "connections": c.connections}),
-        environment: env.describe(),
-        elapsed: duration,
-        sales: made,
-        ledger,
-        measure_from_us: 0,
-    })
-}
-
-/// `status` / `health`: `requests` GETs of a sale's `/status` (or of
-/// `/healthz`, the server's floor for comparison) over the connections.
-pub async fn poll(
-    env: &Environment,
-    c: &Common,
-    requests: usize,
-    health: bool,
-) -> anyhow::Result<Run> {
-    let admin = provision::admin_token(env, &c.admin).await?;
-    let sale = provision::sale(env, &admin, 1000, -1000, 3_600_000, 1).await?;
-    let (path, kind, name) = if health {
-        ("/healthz".to_string(), Kind::Health, "health")
-    } else {
-        (
-            format!("/api/v1/sales/{}/status", sale.id),
-            Kind::Status,
-            "status",
-        )
-    };
-    let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
-    load.reset_clock();
-    let path = Arc::new(path);
-    let ledger = run_jobs(
-        c.connections,
-        vec![(); requests],
-        name,
-        move |w, _jobs: Arc<Vec<()>>, _i, mut ledger| {
-            let load = load.clone();
-            let path = path.clone();
-            async move {
-                load.get(w, &path, kind, &mut ledger).await;
-                ledger
-            }
-        },
-    )
-    .await;
-    Ok(Run {
-        scenario: name,
-        params: json!({"requests": requests, "connections": c.connections}),
-        environment: env.describe(),
-        elapsed: max_end(&ledger),
-        sales: vec![sale],
-        ledger,
-        measure_from_us: 0,
-    })
-}
-
 /// The time of the last answer in a ledger.
-fn max_end(l: &Ledger) -> Duration {
+pub(crate) fn max_end(l: &Ledger) -> Duration {
     Duration::from_micros(
         l.samples
             .iter()

@@ -1,0 +1,176 @@
+//! The invariants sampled while a run goes on, not only after it: every
+//! 250 ms, one statement (so one snapshot) reads each sale's stock,
+//! `remaining` and live units, and its product's `sell_count` and the live
+//! units of all the product's sales. At every instant `remaining + live ==
+//! stock` and `sell_count == live units` must hold; a sample where either does
+//! not is a violation, reported with the first failing sample's numbers.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use super::{v, Violation, LIVE};
+
+/// How often the sampler reads the invariants.
+pub const EVERY: Duration = Duration::from_millis(250);
+
+/// One sale in one snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct SaleSample {
+    pub sale_id: i64,
+    pub product_id: i64,
+    pub stock: i64,
+    pub remaining: i64,
+    /// Units in the sale's live orders.
+    pub live_units: i64,
+    /// The product's `sell_count`.
+    pub sell_count: i64,
+    /// Units in the live orders of all the product's sales.
+    pub product_live_units: i64,
+}
+
+/// One consistent reading of every watched sale.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// The database clock when the snapshot was taken.
+    pub at: DateTime<Utc>,
+    /// Time since the sampler started.
+    pub since_start: Duration,
+    pub sales: Vec<SaleSample>,
+}
+
+/// Reads one snapshot of `sales` in one statement.
+pub async fn snapshot(db: &PgPool, sales: &[i64], since_start: Duration) -> sqlx::Result<Snapshot> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        at: DateTime<Utc>,
+        #[sqlx(flatten)]
+        sale: SaleSample,
+    }
+    // One pass over each product's live orders, aggregated without sorting:
+    // about 30 ms at 100,000 orders.
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "select now() as at, s.id as sale_id, s.product_id, s.stock, s.remaining,
+                coalesce(l.live_units, 0)::bigint as live_units, p.sell_count,
+                coalesce(l.product_live_units, 0)::bigint as product_live_units
+           from sale s join product p on p.id = s.product_id
+           left join lateral (select sum(o.quantity) filter (where o.sale_id = s.id) as live_units,
+                                     sum(o.quantity) as product_live_units
+                                from purchase_order o
+                               where o.product_id = s.product_id and o.status in {LIVE}) l on true
+          where s.id = any($1)
+          order by s.id"
+    ))
+    .bind(sales)
+    .fetch_all(db)
+    .await?;
+    let at = rows.first().map(|r| r.at).unwrap_or_else(Utc::now);
+    let sales = rows.into_iter().map(|r| r.sale).collect();
+    Ok(Snapshot {
+        at,
+        since_start,
+        sales,
+    })
+}
+
+/// The first broken invariant of a snapshot, if any.
+pub fn check(s: &Snapshot) -> Option<Violation> {
+    let when = format!(
+        "at {:.2} s into the run ({})",
+        s.since_start.as_secs_f64(),
+        s.at.format("%H:%M:%S%.3f")
+    );
+    s.sales.iter().find_map(|x| {
+        if x.remaining + x.live_units != x.stock {
+            Some(format!(
+                "sale {}: remaining {} + live units {} != stock {}",
+                x.sale_id, x.remaining, x.live_units, x.stock
+            ))
+        } else if x.sell_count != x.product_live_units {
+            Some(format!(
+                "product {} (sale {}): sell_count {} != live units {}",
+                x.product_id, x.sale_id, x.sell_count, x.product_live_units
+            ))
+        } else {
+            None
+        }
+        .map(|what| v("invariants_hold_during_the_run", format!("{what}, {when}")))
+    })
+}
+
+/// What the sampler saw.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Sampling {
+    /// Snapshots taken (each covers every watched sale).
+    pub samples: u64,
+    /// Snapshots in which an invariant was broken.
+    pub failed: u64,
+    /// Snapshots that could not be read (the database did not answer).
+    pub errors: u64,
+    /// The first failing snapshot, as a violation.
+    pub first_violation: Option<Violation>,
+}
+
+impl Sampling {
+    fn record(&mut self, s: &Snapshot) {
+        self.samples += 1;
+        if let Some(violation) = check(s) {
+            self.failed += 1;
+            self.first_violation.get_or_insert(violation);
+        }
+    }
+}
+
+/// A running sampler; [`Sampler::finish`] stops it and says what it saw.
+pub struct Sampler {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Sampling>,
+}
+
+impl Sampler {
+    /// Samples, every [`EVERY`], the sales noted in `sales` from now on
+    /// (those noted before are another run's).
+    pub fn start(db: PgPool, sales: Arc<Mutex<Vec<i64>>>) -> Sampler {
+        let from = lock(&sales).len();
+        let (stop, mut stopped) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let mut tick = tokio::time::interval(EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut seen = Sampling::default();
+            loop {
+                let last = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = &mut stopped => true,
+                };
+                // The last snapshot is taken after the load stopped.
+                let ids: Vec<i64> = lock(&sales)[from..].to_vec();
+                if !ids.is_empty() {
+                    match snapshot(&db, &ids, started.elapsed()).await {
+                        Ok(s) => seen.record(&s),
+                        Err(_) => seen.errors += 1,
+                    }
+                }
+                if last {
+                    return seen;
+                }
+            }
+        });
+        Sampler { stop, task }
+    }
+
+    /// Takes a last snapshot, stops, and returns what was seen.
+    pub async fn finish(self) -> Sampling {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
+fn lock(sales: &Mutex<Vec<i64>>) -> std::sync::MutexGuard<'_, Vec<i64>> {
+    sales.lock().unwrap_or_else(|e| e.into_inner())
+}
