@@ -18,7 +18,7 @@
 //! judged by an estimate of the database clock, and requests within
 //! [`BOUNDARY_MARGIN`] of a window edge always go to the database.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -45,12 +45,20 @@ pub struct Terms {
     pub per_user_limit: i32,
 }
 
+/// A holder's live order, as `already_purchased` names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldOrder {
+    pub id: i64,
+    pub number: String,
+}
+
 /// One sale on the board.
 pub struct LiveSale {
     pub id: i64,
     terms: RwLock<Terms>,
     remaining: AtomicI64,
-    buyers: Mutex<HashSet<i64>>,
+    /// Buyers known to hold a live order, with it when known.
+    buyers: Mutex<HashMap<i64, Option<HeldOrder>>>,
     /// Every holder of an order is in `buyers` (loaded once the stock ran
     /// out, when no order can be added any more).
     holders_complete: AtomicBool,
@@ -76,12 +84,15 @@ impl LiveSale {
         self.remaining.load(Ordering::Acquire)
     }
 
-    /// Whether this user is known to hold an order in this sale.
+    /// `Some` when this user is known to hold a live order in this sale
+    /// (with the order when known).
+    pub fn known_holding(&self, user_id: i64) -> Option<Option<HeldOrder>> {
+        self.buyers.lock().ok()?.get(&user_id).cloned()
+    }
+
+    /// Whether this user is known to hold a live order in this sale.
     pub fn is_known_buyer(&self, user_id: i64) -> bool {
-        self.buyers
-            .lock()
-            .map(|b| b.contains(&user_id))
-            .unwrap_or(false)
+        self.known_holding(user_id).is_some()
     }
 
     /// Forgets every known holder: some order was released, and its buyer
@@ -108,14 +119,25 @@ impl LiveSale {
     /// between (then some of them may hold nothing any more). With `all`
     /// (every holder of a sold-out sale was read) and the sale still sold
     /// out, the set is complete.
-    pub fn remember_buyers_since(&self, mark: u64, users: Vec<i64>, all: bool) {
+    pub fn remember_buyers_since(
+        &self,
+        mark: u64,
+        users: Vec<(i64, Option<HeldOrder>)>,
+        all: bool,
+    ) {
         let Ok(mut b) = self.buyers.lock() else {
             return;
         };
         if self.releases.load(Ordering::Acquire) != mark {
             return;
         }
-        b.extend(users);
+        for (user, order) in users {
+            // A known order is kept over "holds one, which is not known".
+            let known = b.entry(user).or_insert(None);
+            if order.is_some() {
+                *known = order;
+            }
+        }
         if all && self.remaining() == 0 {
             self.holders_complete.store(true, Ordering::Release);
         }
@@ -185,6 +207,14 @@ impl Board {
         self.sales.read().ok().and_then(|m| m.get(&id).cloned())
     }
 
+    /// A sale already on the board and its release mark (taken before a
+    /// read whose holders may be remembered).
+    pub fn cached_mark(&self, id: i64) -> Option<(Arc<LiveSale>, u64)> {
+        let live = self.cached(id)?;
+        let mark = live.release_mark();
+        Some((live, mark))
+    }
+
     /// The live sale, loaded from the database on first use; `not_found` if
     /// there is no such sale.
     pub async fn get(&self, id: i64) -> Result<Arc<LiveSale>, ApiError> {
@@ -205,7 +235,7 @@ impl Board {
                 id,
                 terms: RwLock::new(terms_of(&row)),
                 remaining: AtomicI64::new(row.remaining),
-                buyers: Mutex::new(HashSet::new()),
+                buyers: Mutex::new(HashMap::new()),
                 holders_complete: AtomicBool::new(false),
                 holders_loading: AtomicBool::new(false),
                 releases: AtomicU64::new(0),
@@ -266,16 +296,24 @@ impl Board {
             let (pool, live) = (self.pool.clone(), Arc::clone(live));
             let mark = live.release_mark();
             tokio::spawn(async move {
-                let holders: Result<Vec<i64>, sqlx::Error> = sqlx::query_scalar(&format!(
-                    "select user_id from purchase_order where sale_id = $1 and status in {LIVE}"
-                ))
-                .bind(live.id)
-                .fetch_all(&pool)
-                .await;
+                let holders: Result<Vec<(i64, i64, String)>, sqlx::Error> =
+                    sqlx::query_as(&format!(
+                        "select user_id, id, number from purchase_order
+                      where sale_id = $1 and status in {LIVE}"
+                    ))
+                    .bind(live.id)
+                    .fetch_all(&pool)
+                    .await;
                 match holders {
                     // Stock put back meanwhile (before a start, or a release)
                     // voids the load.
-                    Ok(ids) => live.remember_buyers_since(mark, ids, true),
+                    Ok(rows) => {
+                        let holders = rows
+                            .into_iter()
+                            .map(|(user, id, number)| (user, Some(HeldOrder { id, number })))
+                            .collect();
+                        live.remember_buyers_since(mark, holders, true)
+                    }
                     Err(e) => {
                         tracing::warn!(sale_id = live.id, error = %e, "loading a sale's buyers failed")
                     }

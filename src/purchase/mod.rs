@@ -40,7 +40,7 @@ use crate::config::{PurchaseMode, PurchaseSettings};
 use crate::db::orders::{self, Order, Release, ReleasedOrder};
 use crate::domain::Quantity;
 use crate::error::ApiError;
-use crate::live::{Board, LiveSale, BOUNDARY_MARGIN};
+use crate::live::{Board, HeldOrder, LiveSale, BOUNDARY_MARGIN};
 
 pub use combiner::{serve_batch, Combiner};
 
@@ -83,13 +83,31 @@ impl PurchaseEngine {
     /// `Ok` means the order is committed. A buyer who holds a live order in
     /// the sale is told which (`already_purchased` with its id and number).
     pub async fn purchase(&self, req: PurchaseRequest) -> Result<Order, ApiError> {
+        // Holders known with their order are answered from memory; others
+        // are looked up, and then known (in the combined engine's board).
+        let mark = self.board.cached_mark(req.sale_id);
         match self.decide(req).await {
             Err(ApiError::AlreadyPurchased) => {
                 match orders::live_order_of(&self.pool, req.sale_id, req.user_id).await {
-                    Ok(Some((order_id, order_number))) => Err(ApiError::AlreadyHolds {
-                        order_id,
-                        order_number,
-                    }),
+                    Ok(Some((order_id, order_number))) => {
+                        if let Some((live, mark)) =
+                            mark.filter(|_| self.mode == PurchaseMode::Combined)
+                        {
+                            let held = HeldOrder {
+                                id: order_id,
+                                number: order_number.clone(),
+                            };
+                            live.remember_buyers_since(
+                                mark,
+                                vec![(req.user_id, Some(held))],
+                                false,
+                            );
+                        }
+                        Err(ApiError::AlreadyHolds {
+                            order_id,
+                            order_number,
+                        })
+                    }
                     // Released meanwhile, or the database cannot say: the
                     // answer stands without the order.
                     _ => Err(ApiError::AlreadyPurchased),
@@ -200,8 +218,15 @@ fn fail_fast(board: &Board, live: &Arc<LiveSale>, req: PurchaseRequest) -> Resul
     if now >= t.ends_at + BOUNDARY_MARGIN {
         return Err(ApiError::SaleEnded);
     }
-    if live.is_known_buyer(req.user_id) {
-        return Err(ApiError::AlreadyPurchased);
+    match live.known_holding(req.user_id) {
+        Some(Some(order)) => {
+            return Err(ApiError::AlreadyHolds {
+                order_id: order.id,
+                order_number: order.number,
+            })
+        }
+        Some(None) => return Err(ApiError::AlreadyPurchased),
+        None => {}
     }
     let started = now >= t.starts_at + BOUNDARY_MARGIN;
     if started {

@@ -213,3 +213,26 @@ async fn already_purchased_names_the_live_order_without_a_key() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_known_holder_is_named_from_memory_without_asking_the_database() {
+    let app = spawn_app().await;
+    let sale = app.active_sale(5).await;
+    let buyer = app.create_customers(1).await.remove(0);
+    let order = app.buy(sale, &buyer, 1).await;
+
+    // The server shares this pool: closed, the database is out of reach.
+    app.pool.close().await;
+    let v = assert_error(
+        app.purchase(sale, &buyer, Some(1)).await,
+        409,
+        "already_purchased",
+    )
+    .await;
+
+    assert_eq!(v["error"]["details"]["order_id"], order["id"], "{v}");
+    assert_eq!(
+        v["error"]["details"]["order_number"], order["number"],
+        "{v}"
+    );
+}

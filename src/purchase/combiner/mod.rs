@@ -35,7 +35,7 @@ use super::PurchaseRequest;
 use crate::config::PurchaseSettings;
 use crate::db::orders::{Order, Release, ReleasedOrder};
 use crate::error::ApiError;
-use crate::live::LiveSale;
+use crate::live::{HeldOrder, LiveSale};
 
 /// How long a sale's task waits for buyers before it ends itself.
 const IDLE: Duration = Duration::from_secs(30);
@@ -351,13 +351,17 @@ async fn run(
                 let mut rest = Vec::new();
                 for p in std::mem::take(&mut batch.buys) {
                     match found.get(&p.user_id) {
-                        Some(order) if made.contains(&order.id) => {
-                            live.remember_buyers_since(mark, vec![p.user_id], false);
-                            let _ = p.reply.send(Ok(order.clone()));
-                        }
-                        Some(_) => {
-                            live.remember_buyers_since(mark, vec![p.user_id], false);
-                            let _ = p.reply.send(Err(ApiError::AlreadyPurchased));
+                        Some(order) => {
+                            let held = HeldOrder {
+                                id: order.id,
+                                number: order.number.clone(),
+                            };
+                            live.remember_buyers_since(mark, vec![(p.user_id, Some(held))], false);
+                            let _ = p.reply.send(if made.contains(&order.id) {
+                                Ok(order.clone())
+                            } else {
+                                Err(ApiError::AlreadyPurchased)
+                            });
                         }
                         None => rest.push(p),
                     }
@@ -387,8 +391,16 @@ fn finish(live: &LiveSale, batch: Batch, outcome: Outcome, mut mark: u64) {
     }
     let mut buyers = Vec::new();
     for (p, answer) in batch.buys.into_iter().zip(outcome.answers) {
-        if matches!(answer, Ok(_) | Err(ApiError::AlreadyPurchased)) {
-            buyers.push(p.user_id);
+        match &answer {
+            Ok(order) => buyers.push((
+                p.user_id,
+                Some(HeldOrder {
+                    id: order.id,
+                    number: order.number.clone(),
+                }),
+            )),
+            Err(ApiError::AlreadyPurchased) => buyers.push((p.user_id, None)),
+            _ => {}
         }
         let _ = p.reply.send(answer);
     }
