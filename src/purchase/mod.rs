@@ -83,37 +83,34 @@ impl PurchaseEngine {
     /// `Ok` means the order is committed. A buyer who holds a live order in
     /// the sale is told which (`already_purchased` with its id and number).
     pub async fn purchase(&self, req: PurchaseRequest) -> Result<Order, ApiError> {
-        // Holders known with their order are answered from memory; others
-        // are looked up, and then known (in the combined engine's board).
-        let mark = self.board.cached_mark(req.sale_id);
-        match self.decide(req).await {
-            Err(ApiError::AlreadyPurchased) => {
-                match orders::live_order_of(&self.pool, req.sale_id, req.user_id).await {
-                    Ok(Some((order_id, order_number))) => {
-                        if let Some((live, mark)) =
-                            mark.filter(|_| self.mode == PurchaseMode::Combined)
-                        {
-                            let held = HeldOrder {
-                                id: order_id,
-                                number: order_number.clone(),
-                            };
-                            live.remember_buyers_since(
-                                mark,
-                                vec![(req.user_id, Some(held))],
-                                false,
-                            );
-                        }
-                        Err(ApiError::AlreadyHolds {
-                            order_id,
-                            order_number,
-                        })
-                    }
-                    // Released meanwhile, or the database cannot say: the
-                    // answer stands without the order.
-                    _ => Err(ApiError::AlreadyPurchased),
+        let result = self.decide(req).await;
+        if !matches!(result, Err(ApiError::AlreadyPurchased)) {
+            return result;
+        }
+        // A holder whose order the board did not know: look it up, and let
+        // the combined engine's board know it from now on (unless a release
+        // comes between the lookup and the remembering).
+        let mark = match self.mode {
+            PurchaseMode::Combined => self.board.cached_mark(req.sale_id),
+            PurchaseMode::PerPurchase => None,
+        };
+        match orders::live_order_of(&self.pool, req.sale_id, req.user_id).await {
+            Ok(Some((order_id, order_number))) => {
+                if let Some((live, mark)) = mark {
+                    let held = HeldOrder {
+                        id: order_id,
+                        number: order_number.clone(),
+                    };
+                    live.remember_buyers_since(mark, vec![(req.user_id, Some(held))], false);
                 }
+                Err(ApiError::AlreadyHolds {
+                    order_id,
+                    order_number,
+                })
             }
-            other => other,
+            // Released meanwhile, or the database cannot say: the answer
+            // stands without the order.
+            _ => Err(ApiError::AlreadyPurchased),
         }
     }
 
@@ -146,9 +143,7 @@ impl PurchaseEngine {
             }
         }
     }
-}
 
-impl PurchaseEngine {
     /// Ends these orders of one sale for `why` and gives their units back,
     /// where the release applies (an order already released, paid meanwhile
     /// or not yet due is left as it is), and returns what was released. Runs
