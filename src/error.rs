@@ -58,6 +58,14 @@ pub enum ApiError {
     JobAlreadyRan(String),
     #[error("{0}")]
     OrderNotCancellable(String),
+    #[error("{0}")]
+    OrderNotPayable(String),
+    #[error("the hold on this order ran out; its unit went back on sale")]
+    HoldExpired,
+    #[error("{0}")]
+    InvalidSignature(String),
+    #[error("{0}")]
+    PaymentNotOpen(String),
     #[error("this Idempotency-Key was used for a different request")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being served; retry in {0} s")]
@@ -121,6 +129,10 @@ impl ApiError {
             ApiError::EmailNotVerified => "email_not_verified",
             ApiError::JobAlreadyRan(_) => "job_already_ran",
             ApiError::OrderNotCancellable(_) => "order_not_cancellable",
+            ApiError::OrderNotPayable(_) => "order_not_payable",
+            ApiError::HoldExpired => "hold_expired",
+            ApiError::InvalidSignature(_) => "invalid_signature",
+            ApiError::PaymentNotOpen(_) => "payment_not_open",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::RequestInProgress(_) => "request_in_progress",
             ApiError::RateLimited(_) => "rate_limited",
@@ -149,7 +161,9 @@ impl ResponseError for ApiError {
             ApiError::Validation { .. }
             | ApiError::QuantityExceedsLimit(_)
             | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BadRequest(_) | ApiError::InvalidToken(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidToken(_) | ApiError::InvalidSignature(_) => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unauthorized(_) | ApiError::TokenRevoked | ApiError::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
@@ -167,7 +181,10 @@ impl ResponseError for ApiError {
             | ApiError::RequestInProgress(_)
             | ApiError::SaleAlreadyStarted
             | ApiError::JobAlreadyRan(_)
-            | ApiError::OrderNotCancellable(_) => StatusCode::CONFLICT,
+            | ApiError::OrderNotCancellable(_)
+            | ApiError::OrderNotPayable(_)
+            | ApiError::HoldExpired
+            | ApiError::PaymentNotOpen(_) => StatusCode::CONFLICT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -50,6 +50,20 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
     }
 }
 
+/// A request body as raw bytes (at most [`MAX_BODY_BYTES`]), for a route
+/// that checks a signature over exactly what was sent.
+pub struct RawBody(pub web::BytesMut);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = Fut<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move { body.await.map(RawBody) })
+    }
+}
+
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] whether or not
 /// the client declared its length.
 fn read_body(req: &HttpRequest, payload: &mut Payload) -> Fut<web::BytesMut> {

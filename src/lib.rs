@@ -27,6 +27,8 @@ pub mod live;
 pub mod metrics;
 /// The OpenAPI document.
 pub mod openapi;
+/// Payments through a provider, its signed webhooks, refunds.
+pub mod payment;
 /// The purchase engine.
 pub mod purchase;
 /// HTTP handlers.

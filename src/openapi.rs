@@ -16,6 +16,9 @@ use crate::routes;
         routes::sales::list, routes::sales::get, routes::sales::status, routes::sales::create, routes::sales::update,
         routes::sales::purchase, routes::sales::stats, routes::sales::events,
         routes::orders::list, routes::orders::get, routes::orders::cancel, routes::orders::revenue,
+        routes::payments::pay, routes::payments::list, routes::payments::webhook,
+        routes::payments::test_charge, routes::payments::test_card, routes::payments::test_succeed,
+        routes::payments::test_fail,
         routes::admin::list, routes::admin::update, routes::admin::outbox, routes::admin::retry_email,
         routes::admin::jobs, routes::admin::run_job,
         routes::ops::healthz, routes::ops::readyz, routes::ops::metrics,
@@ -26,6 +29,8 @@ use crate::routes;
         (name = "catalog", description = "Products and sell counts"),
         (name = "sales", description = "Flash sales and purchases"),
         (name = "orders", description = "Orders and revenue"),
+        (name = "payments", description = "Paying for orders, and the provider's signed webhooks"),
+        (name = "test-provider", description = "The built-in simulated card processor (PAYMENT_PROVIDER=test)"),
         (name = "admin", description = "Administration"),
         (name = "ops", description = "Health, readiness, metrics"),
     )

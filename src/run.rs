@@ -17,7 +17,7 @@ use sqlx::PgPool;
 
 use crate::config::{Config, DatabaseSource, ExposeSecret};
 use crate::embedded_pg::{EmbeddedOptions, EmbeddedPg};
-use crate::startup::{Application, Listen};
+use crate::startup::{Application, Listen, Secrets};
 
 /// What to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +57,7 @@ struct Database {
     pool: PgPool,
     embedded: Option<Arc<EmbeddedPg>>,
     jwt_secret: Vec<u8>,
+    webhook_secret: Vec<u8>,
 }
 
 /// Runs a command to completion.
@@ -108,7 +109,10 @@ async fn run_with(command: Command, config: &Config, db: &Database) -> anyhow::R
             }
             let app = Application::build(
                 config.app.clone(),
-                &db.jwt_secret,
+                Secrets {
+                    jwt: &db.jwt_secret,
+                    payment_webhook: &db.webhook_secret,
+                },
                 db.pool.clone(),
                 Listen {
                     host: config.host.clone(),
@@ -188,10 +192,15 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                 .jwt_secret
                 .as_ref()
                 .context("JWT_SECRET is required with DATABASE_URL")?;
+            let webhook = config
+                .payment_webhook_secret
+                .as_ref()
+                .context("PAYMENT_WEBHOOK_SECRET is required with DATABASE_URL")?;
             Ok(Database {
                 pool,
                 embedded: None,
                 jwt_secret: secret.expose_secret().as_bytes().to_vec(),
+                webhook_secret: webhook.expose_secret().as_bytes().to_vec(),
             })
         }
         DatabaseSource::Embedded { data_dir } => {
@@ -217,10 +226,16 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                 Some(s) => s.expose_secret().as_bytes().to_vec(),
                 None => load_or_create_secret(&pg.data_dir().join("jwt-secret"), 32)?.into_bytes(),
             };
+            let webhook_secret = match &config.payment_webhook_secret {
+                Some(s) => s.expose_secret().as_bytes().to_vec(),
+                None => load_or_create_secret(&pg.data_dir().join("payment-webhook-secret"), 32)?
+                    .into_bytes(),
+            };
             Ok(Database {
                 pool,
                 embedded: Some(pg),
                 jwt_secret: secret,
+                webhook_secret,
             })
         }
     }
@@ -246,7 +261,8 @@ pub async fn create_database(pg: &EmbeddedPg, name: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// A secret of the embedded mode (the JWT key, the demo admin's password):
+/// A secret of the embedded mode (the JWT key, the webhook key, the demo
+/// admin's password):
 /// `bytes` random bytes as hex, generated once and kept beside the cluster
 /// (mode 0600), so it survives restarts.
 fn load_or_create_secret(path: &Path, bytes: usize) -> anyhow::Result<String> {

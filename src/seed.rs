@@ -38,6 +38,8 @@ struct DemoProduct {
 struct DemoSale {
     product: String,
     starts_in_secs: i64,
+    /// Time a winner has to pay.
+    hold_secs: i32,
     duration_secs: i64,
     stock: i64,
     price_cents: i64,
@@ -134,9 +136,10 @@ pub async fn load(
     }
     for s in &demo.sales {
         let n = sqlx::query(
-            "insert into sale (product_id, starts_at, ends_at, stock, remaining, price_cents, per_user_limit, created_by)
+            "insert into sale (product_id, starts_at, ends_at, stock, remaining, price_cents, per_user_limit,
+                               hold_secs, created_by)
              select p.id, now() + make_interval(secs => $2), now() + make_interval(secs => $2 + $3),
-                    $4, $4, $5, $6, (select id from app_user where username = 'admin')
+                    $4, $4, $5, $6, $7, (select id from app_user where username = 'admin')
                from product p where p.name = $1",
         )
         .bind(&s.product)
@@ -145,6 +148,7 @@ pub async fn load(
         .bind(s.stock)
         .bind(s.price_cents)
         .bind(s.per_user_limit)
+        .bind(s.hold_secs)
         .execute(&mut *tx)
         .await
         .with_context(|| format!("demo sale of {}", s.product))?

@@ -16,6 +16,7 @@ use crate::config::AppSettings;
 use crate::email::outbox::Mailer;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
+use crate::payment::webhooks::WebhookSender;
 use crate::state::AppState;
 
 /// Where and how to listen.
@@ -27,6 +28,15 @@ pub struct Listen {
     pub workers: Option<usize>,
     /// Stop on SIGINT/SIGTERM (off in tests, which run many servers).
     pub handle_signals: bool,
+}
+
+/// The keys a server signs and checks with.
+#[derive(Clone, Copy)]
+pub struct Secrets<'a> {
+    /// HS256 key of the access tokens.
+    pub jwt: &'a [u8],
+    /// HMAC-SHA256 key of the payment provider's webhooks.
+    pub payment_webhook: &'a [u8],
 }
 
 /// A built server, bound to its port, not yet running.
@@ -57,7 +67,7 @@ impl Application {
     /// Binds the listener and wires the routes.
     pub async fn build(
         settings: AppSettings,
-        jwt_secret: &[u8],
+        secrets: Secrets<'_>,
         pool: PgPool,
         listen: Listen,
     ) -> anyhow::Result<Application> {
@@ -70,8 +80,18 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| own_url(&listen.host, port));
-        let auth = web::Data::new(AuthContext::new(pool.clone(), &settings, jwt_secret));
-        let state = web::Data::new(AppState::new(pool, settings, public_url));
+        let auth = web::Data::new(AuthContext::new(pool.clone(), &settings, secrets.jwt));
+        let webhook_url = format!(
+            "{}/api/v1/payments/webhook",
+            loopback_url(&listen.host, port)
+        );
+        let state = web::Data::new(AppState::new(
+            pool,
+            settings,
+            public_url,
+            secrets.payment_webhook,
+            webhook_url,
+        ));
         // Revoked tokens are checked in memory: load them before serving.
         auth.cache.resync(&auth.pool).await?;
 
@@ -184,6 +204,20 @@ impl Application {
                 tracing::error!(error = %e, "cannot start sending email; emails wait in the outbox")
             }
         }
+        // The provider's webhooks and refunds run whether or not email does.
+        match WebhookSender::new(
+            state.pool.clone(),
+            email.clone(),
+            state.webhook_url.clone(),
+            state.payments.webhook_secret(),
+        ) {
+            Ok(sender) => tasks.extend(sender.spawn_workers()),
+            Err(e) => tracing::error!(error = %e, "cannot start delivering payment webhooks"),
+        }
+        tasks.push(tokio::spawn(crate::payment::refunds::run(
+            state.pool.clone(),
+            state.payments.provider().clone(),
+        )));
         if let Some(times) = email.jobs {
             tasks.push(tokio::spawn(crate::email::jobs::schedule(
                 state.pool.clone(),
@@ -226,6 +260,18 @@ fn secure_headers(h: &mut actix_web::http::header::HeaderMap, signed_in: bool) {
     if signed_in {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
+}
+
+/// `http://host:port` to reach this server from the same machine: an
+/// unspecified address (`0.0.0.0`, `::`) as the loopback of its family.
+fn loopback_url(host: &str, port: u16) -> String {
+    let host = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) if ip.is_unspecified() => "127.0.0.1".to_string(),
+        Ok(IpAddr::V6(ip)) if ip.is_unspecified() => "[::1]".to_string(),
+        Ok(IpAddr::V6(ip)) => format!("[{ip}]"),
+        _ => host.to_string(),
+    };
+    format!("http://{host}:{port}")
 }
 
 /// `http://host:port` for links, with an unspecified address (`0.0.0.0`,

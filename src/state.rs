@@ -7,11 +7,13 @@ use std::sync::Arc;
 use governor::DefaultKeyedRateLimiter;
 use sqlx::PgPool;
 
-use crate::config::AppSettings;
+use crate::config::{AppSettings, PaymentProvider};
 use crate::error::ApiError;
 use crate::limits::{keyed_limiter, rate_limited};
 use crate::live::Board;
 use crate::metrics::Metrics;
+use crate::payment::test_provider::TestProvider;
+use crate::payment::{Payments, Provider};
 use crate::purchase::PurchaseEngine;
 
 /// Everything a handler may need apart from auth, shared by all workers.
@@ -26,6 +28,13 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Base of the links in emails (`PUBLIC_URL`, or this server's address).
     pub public_url: String,
+    /// Payments for orders, through the configured provider.
+    pub payments: Arc<Payments>,
+    /// The built-in provider, when it is the configured one (its page and
+    /// machine routes exist only then).
+    pub test_provider: Option<Arc<TestProvider>>,
+    /// Where this server's payment webhooks are delivered (its own route).
+    pub webhook_url: String,
     /// Turns true when the server starts to stop: long-lived streams (SSE)
     /// end then, so a graceful stop need not wait out every open sale page.
     pub closing: tokio::sync::watch::Sender<bool>,
@@ -34,10 +43,29 @@ pub struct AppState {
 impl AppState {
     /// The state of a server on `pool`; links in emails start with
     /// `public_url`.
-    pub fn new(pool: PgPool, settings: AppSettings, public_url: String) -> Self {
+    pub fn new(
+        pool: PgPool,
+        settings: AppSettings,
+        public_url: String,
+        webhook_secret: &[u8],
+        webhook_url: String,
+    ) -> Self {
         let board = Board::new(pool.clone());
+        let engine = PurchaseEngine::new(pool.clone(), board.clone(), settings.purchase);
+        let test_provider = match settings.payment_provider {
+            PaymentProvider::Test => Arc::new(TestProvider::new(pool.clone(), public_url.clone())),
+        };
+        let provider: Arc<dyn Provider> = test_provider.clone();
         AppState {
-            engine: PurchaseEngine::new(pool.clone(), board.clone(), settings.purchase),
+            payments: Arc::new(Payments::new(
+                pool.clone(),
+                provider,
+                webhook_secret,
+                engine.clone(),
+            )),
+            test_provider: Some(test_provider),
+            webhook_url,
+            engine,
             board,
             purchase_limiter: keyed_limiter(settings.purchase_rate),
             metrics: Metrics::new(),

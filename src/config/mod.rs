@@ -45,6 +45,8 @@ pub struct Config {
     /// `None` only in embedded mode, where the secret is generated and kept in
     /// the data directory.
     pub jwt_secret: Option<SecretString>,
+    /// `None` only in embedded mode, like `jwt_secret`.
+    pub payment_webhook_secret: Option<SecretString>,
     pub log_json: bool,
     pub app: AppSettings,
 }
@@ -64,6 +66,7 @@ pub struct AppSettings {
     pub email: EmailSettings,
     /// `/metrics` asks for this bearer token; `None`: open.
     pub metrics_token: Option<SecretString>,
+    pub payment_provider: PaymentProvider,
 }
 
 /// Where emails go.
@@ -192,6 +195,17 @@ impl Rate {
 
 /// The shortest accepted `JWT_SECRET`, in bytes.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// The shortest accepted `PAYMENT_WEBHOOK_SECRET`, in bytes.
+pub const MIN_WEBHOOK_SECRET_BYTES: usize = 32;
+
+/// Who takes the money.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PaymentProvider {
+    /// The built-in simulated card processor
+    /// ([`crate::payment::test_provider`]).
+    Test,
+}
 /// The lowest accepted bcrypt cost.
 pub const MIN_BCRYPT_COST: u32 = 4;
 

@@ -9,8 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::vars::{self, Allowed, Unset, Var};
 use super::{
-    AppSettings, Config, DatabaseSource, EmailSettings, JobTimes, MailTransport, PurchaseMode,
-    PurchaseSettings, Rate, MIN_JWT_SECRET_BYTES,
+    AppSettings, Config, DatabaseSource, EmailSettings, JobTimes, MailTransport, PaymentProvider,
+    PurchaseMode, PurchaseSettings, Rate, MIN_JWT_SECRET_BYTES, MIN_WEBHOOK_SECRET_BYTES,
 };
 
 /// Values read through `get`, and every problem met on the way.
@@ -183,6 +183,12 @@ impl<G: Fn(&str) -> Option<String>> Env<G> {
                 "JWT_SECRET is required with DATABASE_URL (at least {MIN_JWT_SECRET_BYTES} random bytes, e.g. `openssl rand -hex 32`)"
             ));
         }
+        let payment_webhook_secret = self.text("PAYMENT_WEBHOOK_SECRET").map(SecretString::from);
+        if matches!(database, DatabaseSource::Url(_)) && payment_webhook_secret.is_none() {
+            self.errors.push(format!(
+                "PAYMENT_WEBHOOK_SECRET is required with DATABASE_URL (at least {MIN_WEBHOOK_SECRET_BYTES} random bytes, e.g. `openssl rand -hex 32`)"
+            ));
+        }
         let pg_bin_dir = self.text("PG_BIN_DIR").map(PathBuf::from);
         let host = self.text("HOST").unwrap_or_default();
         let port = self.int("PORT");
@@ -203,6 +209,7 @@ impl<G: Fn(&str) -> Option<String>> Env<G> {
             port,
             workers,
             jwt_secret,
+            payment_webhook_secret,
             log_json,
             app,
         })
@@ -223,6 +230,12 @@ impl<G: Fn(&str) -> Option<String>> Env<G> {
             purchase: self.purchase(),
             email: self.email(),
             metrics_token: self.text("METRICS_TOKEN").map(SecretString::from),
+            payment_provider: {
+                // `test` is the one provider so far; reading the choice
+                // still refuses any other word.
+                self.choice("PAYMENT_PROVIDER");
+                PaymentProvider::Test
+            },
         }
     }
 

@@ -36,8 +36,29 @@ fn a_real_database_requires_a_strong_jwt_secret() {
     let ok = cfg(&[
         ("DATABASE_URL", "postgres://x@localhost/db"),
         ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("PAYMENT_WEBHOOK_SECRET", WEBHOOK),
     ]);
     assert!(ok.is_ok());
+}
+
+/// A PAYMENT_WEBHOOK_SECRET that passes.
+const WEBHOOK: &str = "whsec-0123456789abcdef0123456789abcdef";
+
+#[test]
+fn a_real_database_requires_a_strong_webhook_secret() {
+    let jwt = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");
+    let err = cfg(&[("DATABASE_URL", "postgres://x@localhost/db"), jwt]).unwrap_err();
+    assert!(err.contains("PAYMENT_WEBHOOK_SECRET is required"), "{err}");
+    let err = cfg(&[
+        ("DATABASE_URL", "postgres://x@localhost/db"),
+        jwt,
+        ("PAYMENT_WEBHOOK_SECRET", "short"),
+    ])
+    .unwrap_err();
+    assert!(err.contains("PAYMENT_WEBHOOK_SECRET"), "{err}");
+    assert!(!err.contains("short"), "a secret is never repeated: {err}");
+    // Embedded mode generates one.
+    assert!(cfg(&[]).unwrap().payment_webhook_secret.is_none());
 }
 
 #[test]
@@ -64,6 +85,7 @@ fn email_goes_to_files_when_embedded_and_waits_without_a_transport() {
     let c = cfg(&[
         ("DATABASE_URL", "postgres://x@localhost/db"),
         ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("PAYMENT_WEBHOOK_SECRET", WEBHOOK),
     ])
     .expect("valid");
     assert_eq!(c.app.email.transport, MailTransport::Off);
@@ -111,6 +133,7 @@ fn defaults_are_the_declared_ones() {
     let parsed = cfg(&[
         ("DATABASE_URL", "postgres://x@localhost/db"),
         ("JWT_SECRET", &"k".repeat(32)),
+        ("PAYMENT_WEBHOOK_SECRET", WEBHOOK),
     ])
     .expect("valid");
     let mut app = parsed.app;
@@ -168,6 +191,10 @@ fn debug_output_shows_no_secret() {
     let c = cfg(&[
         ("DATABASE_URL", "postgres://app:db-password-1@localhost/db"),
         ("JWT_SECRET", "jwt-secret-0123456789abcdef012345"),
+        (
+            "PAYMENT_WEBHOOK_SECRET",
+            "webhook-secret-0123456789abcdef0123",
+        ),
         ("SMTP_URL", "smtps://me:smtp-password-2@mail.example.com"),
     ])
     .expect("valid");
@@ -175,6 +202,7 @@ fn debug_output_shows_no_secret() {
     for secret in [
         "db-password-1",
         "jwt-secret-0123456789abcdef012345",
+        "webhook-secret-0123456789abcdef0123",
         "smtp-password-2",
     ] {
         assert!(!shown.contains(secret), "{secret} in {shown}");

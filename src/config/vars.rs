@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 
-use super::{MIN_BCRYPT_COST, MIN_JWT_SECRET_BYTES};
+use super::{MIN_BCRYPT_COST, MIN_JWT_SECRET_BYTES, MIN_WEBHOOK_SECRET_BYTES};
 
 /// One environment variable.
 #[derive(Debug)]
@@ -104,6 +104,20 @@ pub const VARS: &[Var] = &[
         allowed: MinBytes(MIN_JWT_SECRET_BYTES),
         secret: true,
         doc: "HS256 signing key; **required** with `DATABASE_URL`",
+    },
+    Var {
+        name: "PAYMENT_PROVIDER",
+        unset: Value("test"),
+        allowed: OneOf(&["test"]),
+        secret: false,
+        doc: "who takes the money: `test` is the built-in simulated card processor (its page `/pay/{id}`, Stripe's test cards, signed webhooks)",
+    },
+    Var {
+        name: "PAYMENT_WEBHOOK_SECRET",
+        unset: Means("generated in embedded mode"),
+        allowed: MinBytes(MIN_WEBHOOK_SECRET_BYTES),
+        secret: true,
+        doc: "HMAC-SHA256 key of the payment provider's webhooks (`Flashsale-Signature`); **required** with `DATABASE_URL`",
     },
     Var {
         name: "ACCESS_TOKEN_TTL_SECS",

@@ -7,6 +7,7 @@
 
 pub mod idempotency;
 pub mod orders;
+pub mod payments;
 pub mod products;
 pub mod sales;
 

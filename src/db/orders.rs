@@ -145,6 +145,11 @@ pub enum Release {
     Expired,
     /// An admin cancelled it (pending or confirmed; a cancelled sale's holds).
     Cancelled,
+    /// Its payment failed (only while pending, with a failed payment and no
+    /// other).
+    PaymentFailed,
+    /// An admin cancelled it after it was paid: its payment is refunded.
+    Refunded,
 }
 
 impl Release {
@@ -153,6 +158,8 @@ impl Release {
         match self {
             Release::Expired => "expired",
             Release::Cancelled => "cancelled",
+            Release::PaymentFailed => "payment_failed",
+            Release::Refunded => "refunded",
         }
     }
 
@@ -161,6 +168,8 @@ impl Release {
         match self {
             Release::Expired => "hold_expired",
             Release::Cancelled => "order_cancelled",
+            Release::PaymentFailed => "payment_failed",
+            Release::Refunded => "order_refunded",
         }
     }
 
@@ -169,6 +178,13 @@ impl Release {
         match self {
             Release::Expired => "o.status = 'pending_payment' and o.expires_at <= now()",
             Release::Cancelled => "o.status in ('pending_payment', 'confirmed')",
+            Release::PaymentFailed => {
+                "o.status = 'pending_payment'
+                 and exists (select 1 from payment p where p.order_id = o.id and p.status = 'failed')
+                 and not exists (select 1 from payment p
+                                  where p.order_id = o.id and p.status <> 'failed')"
+            }
+            Release::Refunded => "o.status = 'paid'",
         }
     }
 }
@@ -194,7 +210,9 @@ pub struct ReleasedOrder {
 /// Ends orders of one sale and gives their units back, in one statement: the
 /// status, `remaining` up and the product's `sell_count` down, and an
 /// announcement that stock rose (sent on commit), and the email telling each
-/// buyer, in the outbox with the release. The caller holds the sale's
+/// buyer, in the outbox with the release. A refunded order's payment turns
+/// `refunding` in the same statement (the refund worker asks the provider
+/// for the money back afterwards, outside every lock). The caller holds the sale's
 /// row lock (`FOR UPDATE`), so the lock order stays sale, then orders, then
 /// product, and the stock invariant holds at every commit. Returns what was
 /// released and the remaining stock after it (`None` when nothing was).
@@ -232,7 +250,10 @@ pub async fn release(
                 where id = (select product_id from s)),
          -- The buyer's email commits with the release.
          m as (insert into outbox (kind, user_id, order_id)
-               select $4, user_id, id from rel)
+               select $4, user_id, id from rel),
+         -- A paid order's money goes back: its payment is refunded.
+         r as (update payment set status = 'refunding', refund_claimed_until = null
+                where $5 and order_id in (select id from rel) and status = 'succeeded')
          select rel.id, rel.user_id, rel.quantity, s.remaining,
                 (select {announce} from s) is null as announced
            from rel cross join s",
@@ -242,6 +263,7 @@ pub async fn release(
     .bind(why.status())
     .bind(ids)
     .bind(why.email())
+    .bind(why == Release::Refunded)
     .fetch_all(conn)
     .await?;
     let remaining = rows.first().map(|r| r.remaining);

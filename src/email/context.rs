@@ -45,9 +45,12 @@ pub(super) async fn load(
         None => Value::Null,
     };
     let mut ctx = match kind {
-        Kind::OrderConfirmation | Kind::HoldExpired | Kind::OrderCancelled => {
-            order_context(pool, row.order_id).await?
-        }
+        Kind::OrderConfirmation
+        | Kind::HoldExpired
+        | Kind::OrderCancelled
+        | Kind::PaymentReceived
+        | Kind::PaymentFailed
+        | Kind::OrderRefunded => order_context(pool, row.order_id).await?,
         Kind::VerifyEmail => token_context(base_url, &payload, "/api/v1/auth/verify")?,
         Kind::PasswordReset => token_context(base_url, &payload, "/reset-password")?,
         Kind::SellerDailyDigest | Kind::SellerMonthlyReport => report_context(&payload)?,
@@ -73,12 +76,13 @@ async fn order_context(pool: &PgPool, order_id: Option<i64>) -> Result<Value, Se
         unit_price_cents: i64,
         total_cents: i64,
         created_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
         product: String,
         currency: String,
     }
     let order: Option<OrderRow> = sqlx::query_as(
         "select o.number, o.quantity, o.unit_price_cents, o.total_cents, o.created_at,
-                p.name as product, p.currency
+                o.expires_at, p.name as product, p.currency
            from purchase_order o join product p on p.id = o.product_id
           where o.id = $1",
     )
@@ -93,6 +97,9 @@ async fn order_context(pool: &PgPool, order_id: Option<i64>) -> Result<Value, Se
         "unit_price": money(o.unit_price_cents, &o.currency),
         "total": money(o.total_cents, &o.currency),
         "ordered_at": o.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+        "order_id": order_id,
+        // A hold waits for payment until then; `null`: confirmed at once.
+        "pay_by": o.expires_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
     }))
 }
 

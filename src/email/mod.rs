@@ -30,6 +30,13 @@ pub enum Kind {
     HoldExpired,
     /// An admin cancelled the order (or its sale).
     OrderCancelled,
+    /// The provider reported the order's payment.
+    PaymentReceived,
+    /// The payment failed; the unit went back on sale.
+    PaymentFailed,
+    /// The money went back (an admin cancelled a paid order, or a payment
+    /// came after its unit was gone).
+    OrderRefunded,
     VerifyEmail,
     PasswordReset,
     SellerDailyDigest,
@@ -38,10 +45,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 11] = [
         Kind::OrderConfirmation,
         Kind::HoldExpired,
         Kind::OrderCancelled,
+        Kind::PaymentReceived,
+        Kind::PaymentFailed,
+        Kind::OrderRefunded,
         Kind::VerifyEmail,
         Kind::PasswordReset,
         Kind::SellerDailyDigest,
@@ -54,6 +64,9 @@ impl Kind {
             Kind::OrderConfirmation => "order_confirmation",
             Kind::HoldExpired => "hold_expired",
             Kind::OrderCancelled => "order_cancelled",
+            Kind::PaymentReceived => "payment_received",
+            Kind::PaymentFailed => "payment_failed",
+            Kind::OrderRefunded => "order_refunded",
             Kind::VerifyEmail => "verify_email",
             Kind::PasswordReset => "password_reset",
             Kind::SellerDailyDigest => "seller_daily_digest",

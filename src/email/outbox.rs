@@ -17,15 +17,19 @@ use crate::config::{EmailSettings, ExposeSecret, MailTransport};
 /// Rows one sender claims at a time.
 const CLAIM_BATCH: i64 = 8;
 
+/// The outbox kind of a payment provider's webhook: these rows are
+/// delivered by [`crate::payment::webhooks`], every other one is an email.
+pub const WEBHOOK_KIND: &str = "payment_webhook";
+
 /// A row claimed for sending.
 #[derive(Debug, sqlx::FromRow)]
-pub(super) struct Claimed {
-    id: i64,
-    kind: String,
-    pub(super) user_id: i64,
-    pub(super) order_id: Option<i64>,
-    pub(super) payload: Option<String>,
-    attempts: i32,
+pub struct Claimed {
+    pub id: i64,
+    pub kind: String,
+    pub user_id: i64,
+    pub order_id: Option<i64>,
+    pub payload: Option<String>,
+    pub attempts: i32,
 }
 
 enum Transport {
@@ -35,19 +39,19 @@ enum Transport {
 
 /// Why a send failed, and whether trying again may help.
 #[derive(Debug)]
-pub(super) struct SendError {
+pub struct SendError {
     message: String,
     permanent: bool,
 }
 
 impl SendError {
-    pub(super) fn permanent(message: impl Into<String>) -> Self {
+    pub fn permanent(message: impl Into<String>) -> Self {
         SendError {
             message: message.into(),
             permanent: true,
         }
     }
-    fn transient(message: impl Into<String>) -> Self {
+    pub fn transient(message: impl Into<String>) -> Self {
         SendError {
             message: message.into(),
             permanent: false,
@@ -133,12 +137,12 @@ impl Mailer {
 
     async fn work(self: Arc<Self>) {
         loop {
-            match self.claim().await {
+            match claim(&self.pool, &self.settings, false).await {
                 Ok(rows) if !rows.is_empty() => {
                     for row in rows {
                         self.limiter.until_ready().await;
                         let result = self.deliver(&row).await;
-                        if let Err(e) = self.settle(&row, result).await {
+                        if let Err(e) = settle(&self.pool, &self.settings, &row, result).await {
                             // The row stays claimed until its lease ends, then
                             // is sent again: at-least-once.
                             tracing::warn!(id = row.id, error = %e, "cannot record an email's outcome");
@@ -152,28 +156,6 @@ impl Mailer {
                 }
             }
         }
-    }
-
-    /// Claims up to a batch of due rows: each claim counts an attempt and
-    /// pushes the row's next attempt past the lease, so no other sender takes
-    /// it meanwhile.
-    async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
-        sqlx::query_as(
-            "update outbox o
-                set attempts = o.attempts + 1,
-                    next_attempt_at = now() + make_interval(secs => $2)
-               from (select id from outbox
-                      where status = 'pending' and next_attempt_at <= now()
-                      order by next_attempt_at, id
-                      limit $1
-                      for update skip locked) due
-              where o.id = due.id
-          returning o.id, o.kind, o.user_id, o.order_id, o.payload::text as payload, o.attempts",
-        )
-        .bind(CLAIM_BATCH)
-        .bind(self.settings.claim_timeout.as_secs_f64())
-        .fetch_all(&self.pool)
-        .await
     }
 
     async fn deliver(&self, row: &Claimed) -> Result<(), SendError> {
@@ -226,47 +208,81 @@ impl Mailer {
             .multipart(MultiPart::alternative_plain_html(r.text, r.html))
             .map_err(|e| SendError::permanent(format!("message: {e}")))
     }
+}
 
-    /// Records a send's outcome: sent, retried later, or dead.
-    async fn settle(&self, row: &Claimed, result: Result<(), SendError>) -> sqlx::Result<()> {
-        match result {
-            Ok(()) => {
-                // A sent token email keeps no copy of its token.
-                sqlx::query(
-                    "update outbox set status = 'sent', sent_at = now(), last_error = null,
-                            payload = case when kind in ('verify_email', 'password_reset')
-                                           then null else payload end
-                      where id = $1",
-                )
-                .bind(row.id)
-                .execute(&self.pool)
-                .await?;
-            }
-            Err(e) if e.permanent || row.attempts >= self.settings.max_attempts => {
-                tracing::warn!(id = row.id, kind = %row.kind, attempts = row.attempts, error = %e.message, "email parked as dead");
-                sqlx::query("update outbox set status = 'dead', last_error = $2 where id = $1")
-                    .bind(row.id)
-                    .bind(&e.message)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Err(e) => {
-                let wait = backoff(&self.settings, row.attempts);
-                tracing::info!(id = row.id, attempts = row.attempts, retry_in = ?wait, error = %e.message, "email will be retried");
-                sqlx::query(
-                    "update outbox set next_attempt_at = now() + make_interval(secs => $2),
-                            last_error = $3
-                      where id = $1",
-                )
-                .bind(row.id)
-                .bind(wait.as_secs_f64())
-                .bind(&e.message)
-                .execute(&self.pool)
-                .await?;
-            }
+/// Claims up to a batch of due rows, emails or (`webhooks`) the payment
+/// provider's webhooks: each claim counts an attempt and pushes the row's
+/// next attempt past the lease, so no other sender takes it meanwhile.
+pub async fn claim(
+    pool: &PgPool,
+    settings: &EmailSettings,
+    webhooks: bool,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    sqlx::query_as(
+        "update outbox o
+            set attempts = o.attempts + 1,
+                next_attempt_at = now() + make_interval(secs => $2)
+           from (select id from outbox
+                  where status = 'pending' and next_attempt_at <= now()
+                    and (kind = $3) = $4
+                  order by next_attempt_at, id
+                  limit $1
+                  for update skip locked) due
+          where o.id = due.id
+      returning o.id, o.kind, o.user_id, o.order_id, o.payload::text as payload, o.attempts",
+    )
+    .bind(CLAIM_BATCH)
+    .bind(settings.claim_timeout.as_secs_f64())
+    .bind(WEBHOOK_KIND)
+    .bind(webhooks)
+    .fetch_all(pool)
+    .await
+}
+
+/// Records a send's outcome: sent, retried later (with backoff), or dead.
+pub async fn settle(
+    pool: &PgPool,
+    settings: &EmailSettings,
+    row: &Claimed,
+    result: Result<(), SendError>,
+) -> sqlx::Result<()> {
+    match result {
+        Ok(()) => {
+            // A sent token email keeps no copy of its token.
+            sqlx::query(
+                "update outbox set status = 'sent', sent_at = now(), last_error = null,
+                        payload = case when kind in ('verify_email', 'password_reset')
+                                       then null else payload end
+                  where id = $1",
+            )
+            .bind(row.id)
+            .execute(pool)
+            .await?;
         }
-        Ok(())
+        Err(e) if e.permanent || row.attempts >= settings.max_attempts => {
+            tracing::warn!(id = row.id, kind = %row.kind, attempts = row.attempts, error = %e.message, "outbox row parked as dead");
+            sqlx::query("update outbox set status = 'dead', last_error = $2 where id = $1")
+                .bind(row.id)
+                .bind(&e.message)
+                .execute(pool)
+                .await?;
+        }
+        Err(e) => {
+            let wait = backoff(settings, row.attempts);
+            tracing::info!(id = row.id, attempts = row.attempts, retry_in = ?wait, error = %e.message, "outbox row will be retried");
+            sqlx::query(
+                "update outbox set next_attempt_at = now() + make_interval(secs => $2),
+                        last_error = $3
+                  where id = $1",
+            )
+            .bind(row.id)
+            .bind(wait.as_secs_f64())
+            .bind(&e.message)
+            .execute(pool)
+            .await?;
+        }
     }
+    Ok(())
 }
 
 /// The wait after the `attempts`-th failure: base, 2×base, 4×base, ... up to

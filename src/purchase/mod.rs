@@ -175,24 +175,30 @@ impl PurchaseEngine {
         }
     }
 
-    /// An admin's cancel: a pending or confirmed order becomes `cancelled`
-    /// and its units go back to the stock. Returns the order as it ends.
+    /// An admin's cancel: a pending or confirmed order becomes `cancelled`,
+    /// a paid one `refunded` (its payment is refunded), and its units go back
+    /// to the stock. Returns the order as it ends.
     pub async fn cancel(&self, order_id: i64) -> Result<Order, ApiError> {
         let order = orders::get(&self.pool, order_id, 0, true).await?;
-        if matches!(order.status.as_str(), "pending_payment" | "confirmed") {
-            self.release(order.sale_id, vec![order.id], Release::Cancelled)
-                .await?;
+        let why = match order.status.as_str() {
+            "pending_payment" | "confirmed" => Some(Release::Cancelled),
+            "paid" => Some(Release::Refunded),
+            _ => None,
+        };
+        if let Some(why) = why {
+            self.release(order.sale_id, vec![order.id], why).await?;
         }
         // Read back: the release may have found the order changed meanwhile
         // (paid, expired), or a retried batch may have released it already.
-        let order = orders::get(&self.pool, order_id, 0, true).await?;
-        match order.status.as_str() {
-            "cancelled" => Ok(order),
-            "paid" => Err(ApiError::OrderNotCancellable(
-                "the order is paid; paid orders are refunded, not cancelled".into(),
-            )),
-            other => Err(ApiError::OrderNotCancellable(format!(
-                "the order is {other}; only pending and confirmed orders can be cancelled"
+        let after = orders::get(&self.pool, order_id, 0, true).await?;
+        match (why, after.status.as_str()) {
+            (Some(Release::Cancelled), "cancelled") | (Some(Release::Refunded), "refunded") => {
+                Ok(after)
+            }
+            // Paid between the read and the release: refund it now.
+            (Some(Release::Cancelled), "paid") => Box::pin(self.cancel(order_id)).await,
+            (_, other) => Err(ApiError::OrderNotCancellable(format!(
+                "the order is {other}; only pending, confirmed and paid orders can be cancelled"
             ))),
         }
     }

@@ -8,7 +8,8 @@
 //! hot sale's expiries ride in its next purchase batch under the lock it takes
 //! anyway, never one lock wait per hold. A hold paid meanwhile is not touched:
 //! the release applies only to orders still pending and overdue, under the
-//! sale's lock.
+//! sale's lock. The same round releases pending holds whose payment failed
+//! but were not released (the webhook's process stopped in between).
 
 use std::time::Duration;
 
@@ -59,9 +60,18 @@ pub async fn sweep(pool: &PgPool, engine: &PurchaseEngine) -> Result<usize, ApiE
     .bind(MAX_PER_ROUND)
     .fetch_all(pool)
     .await?;
+    // Holds whose payment failed but whose release did not happen (the
+    // process stopped in between) are released as failed.
+    let failed = crate::db::payments::failed_unreleased(pool).await?;
     let rounds = due
         .into_iter()
-        .map(|(sale_id, ids)| engine.release(sale_id, ids, Release::Expired));
+        .map(|(sale_id, ids)| (sale_id, ids, Release::Expired))
+        .chain(
+            failed
+                .into_iter()
+                .map(|(sale_id, ids)| (sale_id, ids, Release::PaymentFailed)),
+        )
+        .map(|(sale_id, ids, why)| engine.release(sale_id, ids, why));
     let mut released = 0;
     for result in join_all(rounds).await {
         match result {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod idempotent;
 pub mod ops;
 pub mod orders;
+pub mod payments;
 pub mod products;
 pub mod sales;
 
@@ -37,6 +38,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             .configure(account::config)
             .configure(products::config)
             .configure(orders::config)
+            .configure(payments::config)
             .configure(admin::config),
     )
     .configure(ops::config)

@@ -99,10 +99,13 @@ pub struct CreateSale {
     pub price_cents: Option<i64>,
     /// Default 1.
     pub per_user_limit: Option<i64>,
-    /// Seconds a winner's unit is held for payment, 0 to 3600; default 0:
-    /// orders are confirmed at once.
+    /// Seconds a winner's unit is held for payment, 0 to 3600; default 600.
+    /// 0: orders are confirmed at once, without a payment step.
     pub hold_secs: Option<i64>,
 }
+
+/// A sale's hold when its creator names none: ten minutes to pay.
+pub const DEFAULT_HOLD_SECS: i64 = 600;
 
 fn per_user_limit(n: i64) -> Result<i32, String> {
     if (1..=MAX_QUANTITY).contains(&n) {
@@ -142,7 +145,10 @@ pub async fn create(
         "per_user_limit",
         per_user_limit(b.per_user_limit.unwrap_or(1)),
     );
-    let hold = p.check("hold_secs", hold_secs(b.hold_secs.unwrap_or(0)));
+    let hold = p.check(
+        "hold_secs",
+        hold_secs(b.hold_secs.unwrap_or(DEFAULT_HOLD_SECS)),
+    );
     let window = (
         p.check("starts_at", domain::instant(b.starts_at)),
         p.check("ends_at", domain::instant(b.ends_at)),

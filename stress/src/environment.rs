@@ -76,6 +76,7 @@ impl Environment {
         flashsale::db::migrate(&pool).await?;
 
         let secret = random_secret();
+        let webhook_secret = random_secret();
         let mut servers = Vec::new();
         let mut targets = Vec::new();
         for i in 0..instances {
@@ -86,6 +87,7 @@ impl Environment {
                 .envs(server_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("DATABASE_URL", pg.url(DB_NAME))
                 .env("JWT_SECRET", &secret)
+                .env("PAYMENT_WEBHOOK_SECRET", &webhook_secret)
                 .env("HOST", "127.0.0.1")
                 .env("PORT", port.to_string())
                 .stdin(Stdio::null())

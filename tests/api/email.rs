@@ -362,6 +362,10 @@ async fn a_sender_killed_between_claim_and_send_loses_nothing() {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", app.database_url().await)
         .env("JWT_SECRET", std::str::from_utf8(jwt_secret()).unwrap())
+        .env(
+            "PAYMENT_WEBHOOK_SECRET",
+            std::str::from_utf8(crate::helpers::WEBHOOK_SECRET).unwrap(),
+        )
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
         .env("BCRYPT_COST", "4")

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flashsale::auth::{JwtKeys, Role};
-use flashsale::config::{AppSettings, EmailSettings, PurchaseSettings, Rate};
+use flashsale::config::{AppSettings, EmailSettings, PaymentProvider, PurchaseSettings, Rate};
 use flashsale::embedded_pg::{EmbeddedOptions, EmbeddedPg};
-use flashsale::startup::{Application, Listen};
+use flashsale::startup::{Application, Listen, Secrets};
 use serde_json::{json, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -21,6 +21,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 /// The password of every user made by [`TestApp::create_user`].
 pub const PASSWORD: &str = "correct-horse-battery";
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret-0123";
+/// The test servers' PAYMENT_WEBHOOK_SECRET.
+pub const WEBHOOK_SECRET: &[u8] = b"test-webhook-secret-test-webhook-secret-9";
 
 enum Cluster {
     Embedded(EmbeddedPg),
@@ -98,6 +100,7 @@ pub fn test_settings() -> AppSettings {
         // Emails wait in the outbox and no jobs run, unless a test asks.
         email: EmailSettings::default(),
         metrics_token: None,
+        payment_provider: PaymentProvider::Test,
     }
 }
 
@@ -153,7 +156,10 @@ async fn start_instance(db_name: String, settings: AppSettings, migrate: bool) -
 
     let app = Application::build(
         settings.clone(),
-        SECRET,
+        Secrets {
+            jwt: SECRET,
+            payment_webhook: WEBHOOK_SECRET,
+        },
         pool.clone(),
         Listen {
             host: "127.0.0.1".into(),
@@ -365,7 +371,8 @@ impl TestApp {
                 Some(&admin.token),
                 &json!({
                     "product_id": product, "starts_at": starts, "ends_at": ends,
-                    "stock": stock, "price_cents": 1000, "per_user_limit": per_user_limit
+                    "stock": stock, "price_cents": 1000, "per_user_limit": per_user_limit,
+                    "hold_secs": 0
                 }),
             )
             .await,
@@ -435,7 +442,7 @@ impl TestApp {
                 Some(&admin.token),
                 &json!({
                     "product_id": product_id, "starts_at": starts, "ends_at": ends,
-                    "stock": stock, "per_user_limit": per_user_limit
+                    "stock": stock, "per_user_limit": per_user_limit, "hold_secs": 0
                 }),
             )
             .await,

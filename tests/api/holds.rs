@@ -19,7 +19,7 @@ use crate::helpers::{assert_error, body, spawn_app, spawn_app_with, TestApp, Tes
 const BOTH: [PurchaseMode; 2] = [PurchaseMode::Combined, PurchaseMode::PerPurchase];
 
 /// A sale open now for an hour whose winners have `hold_secs` to pay.
-async fn hold_sale(app: &TestApp, stock: i64, hold_secs: i64) -> i64 {
+pub(crate) async fn hold_sale(app: &TestApp, stock: i64, hold_secs: i64) -> i64 {
     let product = app.create_product(2500).await;
     let admin = app.create_user(Role::Admin).await;
     let starts = app.db_now().await - chrono::Duration::seconds(60);
@@ -41,7 +41,7 @@ async fn hold_sale(app: &TestApp, stock: i64, hold_secs: i64) -> i64 {
 
 /// The stock invariants of one sale, read in one snapshot:
 /// `remaining + live units = stock` and `sell_count = live units`.
-async fn invariants_hold(pool: &PgPool, sale: i64) -> Result<(), String> {
+pub(crate) async fn invariants_hold(pool: &PgPool, sale: i64) -> Result<(), String> {
     let (stock, remaining, sell_count, live): (i64, i64, i64, i64) = sqlx::query_as(
         "select s.stock, s.remaining, p.sell_count,
                 (select coalesce(sum(quantity), 0)::bigint from purchase_order o
@@ -62,7 +62,7 @@ async fn invariants_hold(pool: &PgPool, sale: i64) -> Result<(), String> {
 }
 
 /// Polls `order`'s status until it is `want`, for at most 10 s.
-async fn wait_for_status(pool: &PgPool, order: i64, want: &str) {
+pub(crate) async fn wait_for_status(pool: &PgPool, order: i64, want: &str) {
     let start = Instant::now();
     loop {
         let status: String = sqlx::query_scalar("select status from purchase_order where id = $1")

@@ -449,6 +449,10 @@ async fn the_demo_admin_gets_a_password_of_its_own_and_the_shoppers_keep_the_pub
             "JWT_SECRET",
             std::str::from_utf8(crate::helpers::jwt_secret()).unwrap(),
         )
+        .env(
+            "PAYMENT_WEBHOOK_SECRET",
+            std::str::from_utf8(crate::helpers::WEBHOOK_SECRET).unwrap(),
+        )
         .env("BCRYPT_COST", "4")
         .output()
         .await

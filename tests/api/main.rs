@@ -17,6 +17,7 @@ mod idempotency;
 mod ops;
 mod orders;
 mod pages;
+mod payments;
 mod purchase;
 mod rbac;
 mod sales;
