@@ -18,6 +18,9 @@ use crate::email::outbox::{self, Claimed, SendError};
 
 /// Webhook senders per process.
 const WORKERS: usize = 2;
+/// The longest an idle sender waits before looking again: a shopper who just
+/// paid waits for this webhook.
+const MAX_POLL: Duration = Duration::from_millis(200);
 
 /// The process's webhook senders.
 pub struct WebhookSender {
@@ -69,7 +72,7 @@ impl WebhookSender {
                         }
                     }
                 }
-                Ok(_) => tokio::time::sleep(self.settings.poll).await,
+                Ok(_) => tokio::time::sleep(self.settings.poll.min(MAX_POLL)).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot claim webhooks");
                     tokio::time::sleep(self.settings.poll).await;
