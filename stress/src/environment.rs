@@ -5,6 +5,11 @@
 //! binary re-run with the hidden `__serve` command, which runs the real
 //! server code) on free loopback ports. With `--target` it drives instances
 //! that are already running instead.
+//!
+//! Self-contained, it can also break what it started, for `--chaos`: kill an
+//! instance, restart or crash the cluster (the cluster side is in `cluster`).
+
+mod cluster;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -14,9 +19,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use flashsale::auth::JwtKeys;
 use flashsale::embedded_pg::{EmbeddedOptions, EmbeddedPg};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+pub use cluster::ClusterControl;
 
 /// The database name used inside the harness's private cluster.
 pub const DB_NAME: &str = "flashsale";
@@ -53,7 +61,11 @@ pub struct Environment {
     pub jwt: Option<JwtKeys>,
     /// Every sale the harness made here, in order (the sampler watches them).
     sales: Arc<Mutex<Vec<i64>>>,
+    /// When the current run's load started (its clock's zero), once it has.
+    load_clock: Arc<watch::Sender<Option<Instant>>>,
     embedded: Option<EmbeddedPg>,
+    /// Restarts of the embedded cluster (self-contained only).
+    cluster: Option<Arc<ClusterControl>>,
     servers: Vec<Child>,
     scratch: Option<PathBuf>,
 }
@@ -102,6 +114,8 @@ impl Environment {
             db: Some(pool),
             jwt: Some(JwtKeys::new(secret.as_bytes(), Duration::from_secs(3600))),
             sales: Arc::default(),
+            load_clock: Arc::new(watch::channel(None).0),
+            cluster: Some(Arc::new(ClusterControl::new(pg.data_dir())?)),
             embedded: Some(pg),
             servers,
             scratch: Some(scratch),
@@ -148,6 +162,8 @@ impl Environment {
             db,
             jwt: jwt_secret.map(|s| JwtKeys::new(s.as_bytes(), Duration::from_secs(3600))),
             sales: Arc::default(),
+            load_clock: Arc::new(watch::channel(None).0),
+            cluster: None,
             embedded: None,
             servers: Vec::new(),
             scratch: None,
@@ -200,6 +216,64 @@ impl Environment {
         self.sales.clone()
     }
 
+    /// The clock a run's load announces its start on (see `Load::for_env`).
+    pub fn load_clock(&self) -> Arc<watch::Sender<Option<Instant>>> {
+        self.load_clock.clone()
+    }
+
+    /// Whether the harness started the instances and the cluster itself (and
+    /// so may break them).
+    pub fn is_self_contained(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// SIGKILL to instance `i` (self-contained only). Its requests in flight
+    /// are cut; new connections to it are refused.
+    pub fn kill_instance(&self, i: usize) -> anyhow::Result<()> {
+        let Some(pid) = self.servers.get(i).and_then(|s| s.id()) else {
+            bail!("no running instance {i} to kill");
+        };
+        // SAFETY: kill(2) on a child of ours that is not reaped yet (the
+        // Child is held until shutdown), so the pid is still its own.
+        if unsafe { libc::kill(pid as i32, libc::SIGKILL) } != 0 {
+            bail!(
+                "cannot SIGKILL instance {i}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    /// Fast-restarts (`crash: false`) or crashes and starts again (`crash:
+    /// true`) the private cluster, returning once pg_ctl saw it ready.
+    pub async fn restart_db(&self, crash: bool) -> anyhow::Result<()> {
+        let Some(c) = self.cluster.clone() else {
+            bail!("only a self-contained run can restart its PostgreSQL");
+        };
+        tokio::task::spawn_blocking(move || {
+            if crash {
+                c.crash_and_start()
+            } else {
+                c.fast_restart()
+            }
+        })
+        .await?
+    }
+
+    /// How to open a fresh connection to the run's database (self-contained
+    /// only): the probe that tells when PostgreSQL accepts connections again.
+    pub fn probe_options(&self) -> Option<PgConnectOptions> {
+        self.embedded.as_ref().map(|pg| pg.connect_options(DB_NAME))
+    }
+
+    /// The server logs of the private cluster (self-contained only).
+    pub fn db_logs(&self) -> Vec<PathBuf> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.logs().to_vec())
+            .unwrap_or_default()
+    }
+
     /// Where the database lives, for the report.
     pub fn describe(&self) -> String {
         match &self.embedded {
@@ -233,6 +307,9 @@ impl Environment {
         }
         if let Some(pool) = self.db.take() {
             pool.close().await;
+        }
+        if let Some(c) = self.cluster.take() {
+            let _ = tokio::task::spawn_blocking(move || c.stop_if_restarted()).await;
         }
         if let Some(pg) = self.embedded.take() {
             let _ = tokio::task::spawn_blocking(move || drop(pg)).await;

@@ -4,6 +4,9 @@
 
 /// PostgreSQL's own one-row purchase ceiling, measured with pgbench.
 pub mod ceiling;
+/// Faults in the middle of a run: a killed instance, a restarted or crashed
+/// PostgreSQL.
+pub mod chaos;
 /// Starting (or reaching) the database and the flashsale instances.
 pub mod environment;
 /// Firing requests and recording every answer.
@@ -21,23 +24,56 @@ use environment::Environment;
 use scenario::{Common, Scenario};
 
 /// Runs a scenario, sampling the invariants while it runs when the database
-/// is reachable, then checks every invariant: in SQL when the database is
-/// reachable, through the admin API otherwise.
+/// is reachable and striking `common.chaos` in its middle, then checks every
+/// invariant: in SQL when the database is reachable, through the admin API
+/// otherwise. Deadlocks are read before and after, with the database.
 pub async fn run_and_verify(
     env: &Environment,
     common: &Common,
     scenario: &Scenario,
 ) -> anyhow::Result<report::Summary> {
+    if let Some(c) = &common.chaos {
+        chaos::check(c, env)?;
+    }
+    let logs = env.db_logs();
+    let deadlocks_before = match &env.db {
+        Some(db) => Some(verify::deadlocks::read(db, &logs).await?),
+        None => None,
+    };
     let sampler = env
         .db
         .clone()
         .map(|db| verify::during::Sampler::start(db, env.sales_made()));
-    let run = scenario.run(env, common).await;
+    // The fault waits for this run's load to start, not a previous run's.
+    env.load_clock().send_replace(None);
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let run = async {
+        let run = scenario.run(env, common).await;
+        done_tx.send_replace(true);
+        run
+    };
+    let fault = async {
+        match common.chaos {
+            Some(c) => chaos::strike(env, c, done_rx).await,
+            None => Ok(None),
+        }
+    };
+    let (run, struck) = tokio::join!(run, fault);
     let sampling = match sampler {
         Some(s) => Some(s.finish().await),
         None => None,
     };
     let run = run?;
+    let struck = struck?;
+    if let (Some(c), None) = (&common.chaos, &struck) {
+        anyhow::bail!(
+            "the run's load ended {:.2} s in, before --chaos {} at {:.2} s: nothing was broken; \
+             give it more buyers or an earlier time",
+            run.elapsed.as_secs_f64(),
+            c.kind.name(),
+            c.at.as_secs_f64()
+        );
+    }
     let mut violations = verify::check_answers(&run.ledger);
     violations.extend(sampling.as_ref().and_then(|s| s.first_violation.clone()));
     let tally = match &env.db {
@@ -53,5 +89,19 @@ pub async fn run_and_verify(
             None
         }
     };
-    Ok(report::summarize(&run, violations, sampling, tally))
+    let deadlocks = match (&env.db, deadlocks_before) {
+        (Some(db), Some(before)) => {
+            let d = verify::deadlocks::Deadlocks::new(
+                before,
+                verify::deadlocks::read(db, &logs).await?,
+            );
+            violations.extend(d.violation());
+            Some(d)
+        }
+        _ => None,
+    };
+    let mut summary = report::summarize(&run, violations, sampling, tally);
+    summary.deadlocks = deadlocks;
+    summary.chaos = struck.map(|s| chaos::facts(&s, &run.ledger));
+    Ok(summary)
 }

@@ -2,9 +2,11 @@
 //! answer: its kind, status, error code, when it was sent and how long it took.
 //!
 //! This file is the recording side: the HTTP client with one method per kind
-//! of request, and the ledger it writes. The workers that share the
-//! connections out are in `workers`.
+//! of request, and the ledger it writes. Purchases, and the routing around a
+//! dead instance that every request goes through, are in `purchase`; the
+//! workers that share the connections out are in `workers`.
 
+mod purchase;
 mod workers;
 
 use std::sync::Arc;
@@ -12,9 +14,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::watch;
 
-use crate::provision::Buyer;
+use crate::environment::Environment;
+use crate::scenario::Common;
 
+pub use purchase::never_sent;
+use purchase::Lost;
 pub use workers::{progress, run_for, run_jobs};
 
 /// What a request was for.
@@ -45,7 +51,8 @@ impl Kind {
 }
 
 /// One request and its answer. `status` 0 means no answer (timeout or lost
-/// connection).
+/// connection after sending). A request refused by every instance was sent
+/// nowhere and has no sample (see [`Ledger::unreachable`]).
 #[derive(Clone, Debug)]
 pub struct Sample {
     pub kind: Kind,
@@ -64,6 +71,8 @@ pub struct Success {
     pub order_id: i64,
     /// Microseconds from the start of the load to the answer.
     pub done_us: u64,
+    /// The instance (index into the targets) that answered.
+    pub instance: usize,
 }
 
 /// Everything one run recorded.
@@ -71,8 +80,18 @@ pub struct Success {
 pub struct Ledger {
     pub samples: Vec<Sample>,
     pub successes: Vec<Success>,
-    /// Purchases whose outcome is unknown: (sale, user).
+    /// Purchases whose outcome is unknown: (sale, user). Each was sent and
+    /// then cut (or timed out) before its answer was read.
     pub unknown: Vec<(i64, i64)>,
+    /// Purchases answered `busy` and then, retried, `already_purchased`:
+    /// (sale, user). The order came of a commit whose outcome the engine could
+    /// not learn in time; the buyer was told of it by the second answer.
+    pub told_late: Vec<(i64, i64)>,
+    /// Connections refused (nothing sent); each such request went on to the
+    /// next instance.
+    pub refused: u64,
+    /// Requests that every instance refused: sent nowhere.
+    pub unreachable: u64,
 }
 
 impl Ledger {
@@ -80,6 +99,9 @@ impl Ledger {
         self.samples.extend(other.samples);
         self.successes.extend(other.successes);
         self.unknown.extend(other.unknown);
+        self.told_late.extend(other.told_late);
+        self.refused += other.refused;
+        self.unreachable += other.unreachable;
     }
 }
 
@@ -103,6 +125,8 @@ pub struct Load {
     client: reqwest::Client,
     targets: Arc<Vec<String>>,
     start: Instant,
+    /// Told the clock's zero on every reset (the chaos schedule runs on it).
+    announce: Option<Arc<watch::Sender<Option<Instant>>>>,
 }
 
 impl Load {
@@ -118,152 +142,29 @@ impl Load {
             client,
             targets: Arc::new(targets.to_vec()),
             start: Instant::now(),
+            announce: None,
         })
+    }
+
+    /// A load on `env`'s instances with the run's options, whose clock resets
+    /// are announced on the environment's load clock.
+    pub fn for_env(env: &Environment, c: &Common) -> anyhow::Result<Load> {
+        let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
+        load.announce = Some(env.load_clock());
+        Ok(load)
     }
 
     /// Restarts the run clock (call right before firing).
     pub fn reset_clock(&mut self) {
         self.start = Instant::now();
+        if let Some(tx) = &self.announce {
+            tx.send_replace(Some(self.start));
+        }
     }
 
     /// Time since the run clock started.
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
-    }
-
-    fn target(&self, i: usize) -> &str {
-        &self.targets[i % self.targets.len()]
-    }
-
-    /// One purchase attempt, recorded in `ledger`.
-    pub async fn purchase(
-        &self,
-        target: usize,
-        buyer: &Buyer,
-        sale_id: i64,
-        ledger: &mut Ledger,
-    ) -> Attempt {
-        self.purchase_as(Kind::Purchase, target, buyer, sale_id, ledger)
-            .await
-    }
-
-    /// One purchase attempt recorded as `kind`.
-    pub async fn purchase_as(
-        &self,
-        kind: Kind,
-        target: usize,
-        buyer: &Buyer,
-        sale_id: i64,
-        ledger: &mut Ledger,
-    ) -> Attempt {
-        let url = format!("{}/api/v1/sales/{sale_id}/purchase", self.target(target));
-        let sent = Instant::now();
-        let sent_us = (sent - self.start).as_micros() as u64;
-        let result = self
-            .client
-            .post(url)
-            .bearer_auth(&buyer.token)
-            .header("content-type", "application/json")
-            .body("{\"quantity\":1}")
-            .send()
-            .await;
-        let resp = match result {
-            Ok(r) => r,
-            Err(_) => {
-                ledger.samples.push(Sample {
-                    kind,
-                    status: 0,
-                    code: None,
-                    sent_us,
-                    latency_us: sent.elapsed().as_micros() as u64,
-                });
-                ledger.unknown.push((sale_id, buyer.id));
-                return Attempt::Unknown;
-            }
-        };
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let body: Option<Value> = resp.json().await.ok();
-        let latency_us = sent.elapsed().as_micros() as u64;
-        let Some(body) = body else {
-            // The status arrived but the body did not: the outcome is unknown.
-            ledger.samples.push(Sample {
-                kind,
-                status: 0,
-                code: None,
-                sent_us,
-                latency_us,
-            });
-            ledger.unknown.push((sale_id, buyer.id));
-            return Attempt::Unknown;
-        };
-        let code = body["error"]["code"].as_str().map(str::to_string);
-        ledger.samples.push(Sample {
-            kind,
-            status,
-            code: code.clone(),
-            sent_us,
-            latency_us,
-        });
-        match (status, code.as_deref()) {
-            (201, _) => match body["id"].as_i64() {
-                Some(order_id) => {
-                    ledger.successes.push(Success {
-                        sale_id,
-                        user_id: buyer.id,
-                        order_id,
-                        done_us: sent_us + latency_us,
-                    });
-                    Attempt::Created
-                }
-                None => Attempt::Broken,
-            },
-            (409, Some("sale_not_started")) => Attempt::Retry(Duration::from_millis(5)),
-            (429, Some("rate_limited")) | (503, Some("busy")) => Attempt::Retry(
-                Duration::from_millis(retry_after.unwrap_or(1).clamp(1, 5) * 1000),
-            ),
-            (s, Some(c)) if is_documented(kind, s, Some(c)) => Attempt::Refused(c.to_string()),
-            _ => Attempt::Broken,
-        }
-    }
-
-    /// Retries a purchase until it is final (at most `max_attempts` tries);
-    /// returns the last attempt.
-    pub async fn purchase_until_final(
-        &self,
-        target: usize,
-        buyer: &Buyer,
-        sale_id: i64,
-        max_attempts: usize,
-        ledger: &mut Ledger,
-    ) -> Attempt {
-        self.purchase_until_final_as(Kind::Purchase, target, buyer, sale_id, max_attempts, ledger)
-            .await
-    }
-
-    /// [`Load::purchase_until_final`], recorded as `kind`.
-    pub async fn purchase_until_final_as(
-        &self,
-        kind: Kind,
-        target: usize,
-        buyer: &Buyer,
-        sale_id: i64,
-        max_attempts: usize,
-        ledger: &mut Ledger,
-    ) -> Attempt {
-        let mut last = Attempt::Broken;
-        for _ in 0..max_attempts.max(1) {
-            last = self.purchase_as(kind, target, buyer, sale_id, ledger).await;
-            match &last {
-                Attempt::Retry(wait) => tokio::time::sleep(*wait).await,
-                _ => return last,
-            }
-        }
-        last
     }
 
     /// A login with a username and password, recorded in `ledger`.
@@ -274,17 +175,19 @@ impl Load {
         password: &str,
         ledger: &mut Ledger,
     ) -> u16 {
-        let url = format!("{}/api/v1/auth/login", self.target(target));
         let sent = Instant::now();
         let sent_us = (sent - self.start).as_micros() as u64;
+        let body = serde_json::json!({"username": username, "password": password});
         let result = self
-            .client
-            .post(url)
-            .json(&serde_json::json!({"username": username, "password": password}))
-            .send()
+            .send_routed(target, ledger, |base| {
+                self.client
+                    .post(format!("{base}/api/v1/auth/login"))
+                    .json(&body)
+            })
             .await;
         let (status, code) = match result {
-            Ok(r) => {
+            Err(Lost::Unreachable) => return 0,
+            Ok((r, _)) => {
                 let status = r.status().as_u16();
                 let v: Option<Value> = r.json().await.ok();
                 (
@@ -292,7 +195,7 @@ impl Load {
                     v.and_then(|v| v["error"]["code"].as_str().map(str::to_string)),
                 )
             }
-            Err(_) => (0, None),
+            Err(Lost::Cut) => (0, None),
         };
         ledger.samples.push(Sample {
             kind: Kind::Login,
@@ -306,11 +209,16 @@ impl Load {
 
     /// A GET, recorded in `ledger`.
     pub async fn get(&self, target: usize, path: &str, kind: Kind, ledger: &mut Ledger) -> u16 {
-        let url = format!("{}{path}", self.target(target));
         let sent = Instant::now();
         let sent_us = (sent - self.start).as_micros() as u64;
-        let (status, code) = match self.client.get(url).send().await {
-            Ok(r) => {
+        let result = self
+            .send_routed(target, ledger, |base| {
+                self.client.get(format!("{base}{path}"))
+            })
+            .await;
+        let (status, code) = match result {
+            Err(Lost::Unreachable) => return 0,
+            Ok((r, _)) => {
                 let status = r.status().as_u16();
                 let code = if status >= 400 {
                     r.json::<Value>()
@@ -324,7 +232,7 @@ impl Load {
                 };
                 (status, code)
             }
-            Err(_) => (0, None),
+            Err(Lost::Cut) => (0, None),
         };
         ledger.samples.push(Sample {
             kind,

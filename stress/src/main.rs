@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p stress -- exact --stock 1000 --buyers 20000 --connections 256
+//! cargo run --release -p stress -- exact --stock 30000 --buyers 60000 --instances 2 --chaos kill-instance@3s
 //! ```
 //!
 //! Exits 0 when every invariant held, 1 on any violation, 2 when the run
@@ -160,6 +161,12 @@ struct CommonArgs {
     /// Per-request timeout; a timed-out purchase counts as an unknown outcome.
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
+    /// A fault mid-run (self-contained mode): `kill-instance` (SIGKILL to one
+    /// of 2+ instances), `restart-db` (PostgreSQL fast restart) or `crash-db`
+    /// (SIGKILL to the postmaster, then crash recovery), optionally `@TIME`
+    /// after the load starts, e.g. `@3s`, `@500ms` (default 2 s).
+    #[arg(long, value_name = "KIND[@TIME]")]
+    chaos: Option<stress::chaos::Chaos>,
     /// Extra environment for self-started instances, `KEY=VALUE` (repeatable).
     #[arg(long = "server-env")]
     server_env: Vec<String>,
@@ -296,6 +303,15 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
 const NO_HOLD: HoldArgs = HoldArgs { hold_secs: 0 };
 
 async fn execute(a: CommonArgs, hold: HoldArgs, scenario: Scenario) -> anyhow::Result<bool> {
+    if a.chaos.is_some() && !a.targets.is_empty() {
+        anyhow::bail!("--chaos needs the self-contained mode: drop --target");
+    }
+    if a.chaos
+        .is_some_and(|c| c.kind == stress::chaos::ChaosKind::KillInstance)
+        && a.instances < 2
+    {
+        anyhow::bail!("--chaos kill-instance needs --instances 2 or more");
+    }
     let env = if a.targets.is_empty() {
         let mut server_env = default_server_env();
         for kv in &a.server_env {
@@ -326,6 +342,7 @@ async fn execute(a: CommonArgs, hold: HoldArgs, scenario: Scenario) -> anyhow::R
             password: a.admin_password.clone(),
         },
         hold_secs: hold.hold_secs,
+        chaos: a.chaos,
     };
     let result = run_and_verify(&env, &common, &scenario).await;
     env.shutdown().await;

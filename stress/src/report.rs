@@ -12,8 +12,10 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::chaos::ChaosFacts;
 use crate::load::Kind;
 use crate::scenario::Run;
+use crate::verify::deadlocks::Deadlocks;
 use crate::verify::during::Sampling;
 use crate::verify::{Tally, Violation};
 
@@ -61,6 +63,8 @@ pub struct Summary {
     pub verdict: &'static str,
     pub violations: Vec<Violation>,
     pub duration_secs: f64,
+    /// Seconds into the load where the measurements (and the timeline) start.
+    pub measured_from_secs: f64,
     pub requests: u64,
     pub requests_per_sec: f64,
     /// Purchases answered 201. With a hold, units whose hold expired may be
@@ -76,7 +80,19 @@ pub struct Summary {
     pub time_to_sell_out_secs: Option<f64>,
     /// Units sold per second until the sale sold out (stock / time to sell out).
     pub sell_out_rate_per_sec: Option<f64>,
+    /// Purchases sent and then cut, or timed out, before their answer.
     pub unknown_outcomes: u64,
+    /// Orders the buyer learned of only by `already_purchased` after `busy`.
+    pub told_late: u64,
+    /// Connections refused (nothing sent), each request sent on to the next
+    /// instance.
+    pub refused_connections: u64,
+    /// Requests every instance refused.
+    pub unreachable: u64,
+    /// The fault struck mid-run and the recovery (`--chaos`).
+    pub chaos: Option<ChaosFacts>,
+    /// Deadlocks before and after the run (with the database reachable).
+    pub deadlocks: Option<Deadlocks>,
     pub latency: Vec<LatencyRow>,
     pub answers: Vec<AnswerRow>,
     pub timeline: Vec<Slice>,
@@ -229,6 +245,7 @@ pub fn summarize(
         },
         violations,
         duration_secs: secs,
+        measured_from_secs: from as f64 / 1e6,
         requests: measured.len() as u64,
         requests_per_sec: measured.len() as f64 / secs,
         purchases_created: created.len() as u64,
@@ -241,6 +258,11 @@ pub fn summarize(
             .map(|(t, sale)| sale.stock as f64 / t),
         time_to_sell_out_secs,
         unknown_outcomes: run.ledger.unknown.len() as u64,
+        told_late: run.ledger.told_late.len() as u64,
+        refused_connections: run.ledger.refused,
+        unreachable: run.ledger.unreachable,
+        chaos: None,
+        deadlocks: None,
         latency,
         answers,
         timeline,

@@ -2,7 +2,11 @@
 //! inconsistent database, during the run as well as after it, small `exact`
 //! (with and without a hold) and `dupes` runs must pass end to end against
 //! real server processes, and a short `ceiling` must measure every strategy
-//! with pgbench.
+//! with pgbench. The faults (`--chaos`), the routing around a dead instance
+//! and the deadlock check are tested in `harness/chaos.rs`.
+
+#[path = "harness/chaos.rs"]
+mod chaos;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -100,6 +104,7 @@ async fn consistent_sale(db: &PgPool) -> (SaleInfo, Ledger, Vec<i64>) {
             user_id: u,
             order_id: order,
             done_us: 1,
+            instance: 0,
         });
     }
     let info = SaleInfo {
@@ -198,6 +203,7 @@ async fn a_201_without_an_order_fails_the_run() {
         user_id: users[2],
         order_id: 999_999,
         done_us: 2,
+        instance: 0,
     });
     let v = check_database(&db, &[sale], &ledger).await.unwrap();
     assert_eq!(rules(&v), vec!["every_201_is_an_order"], "{v:?}");
@@ -412,6 +418,7 @@ fn common() -> Common {
         timeout: Duration::from_secs(30),
         admin: AdminLogin::default(),
         hold_secs: 0,
+        chaos: None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The `--html` page: the human summary and three inline SVG charts (latency
 //! over time, throughput over time, the purchase latency histogram), with the
-//! JSON summary embedded. No scripts run and nothing is fetched, so the page
-//! opens offline.
+//! JSON summary embedded. A `--chaos` fault is marked on the two timelines
+//! (when it struck, and when PostgreSQL was back). No scripts run and nothing
+//! is fetched, so the page opens offline.
 
 use std::fmt::Write as _;
 
@@ -10,8 +11,10 @@ use super::{text, Summary};
 /// A self-contained HTML page (no scripts, no network) with the summary and
 /// three charts: latency over time, throughput over time, latency histogram.
 pub fn html(s: &Summary) -> String {
+    let marks = fault_marks(s);
     let latency = line_chart(
         "Latency over time (ms)",
+        &marks,
         &[
             (
                 "p50",
@@ -27,6 +30,7 @@ pub fn html(s: &Summary) -> String {
     );
     let throughput = line_chart(
         "Throughput over time (per second)",
+        &marks,
         &[
             (
                 "requests",
@@ -71,6 +75,19 @@ pre{{background:#f7fafc;padding:1em;overflow:auto}} .pass{{color:#2f855a}} .fail
     )
 }
 
+/// The fault's moments on the timeline's clock: (seconds, label).
+fn fault_marks(s: &Summary) -> Vec<(f64, String)> {
+    let Some(c) = &s.chaos else {
+        return Vec::new();
+    };
+    let at = c.struck_at_secs - s.measured_from_secs;
+    let mut marks = vec![(at, c.kind.to_string())];
+    if let Some(down) = c.db_down_secs {
+        marks.push((at + down, "PostgreSQL back".to_string()));
+    }
+    marks
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -84,10 +101,11 @@ const PAD: f64 = 50.0;
 /// One line of a chart: a name, a colour and its points.
 type Series<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
 
-fn line_chart(title: &str, series: &[Series]) -> String {
+fn line_chart(title: &str, marks: &[(f64, String)], series: &[Series]) -> String {
     let xmax = series
         .iter()
         .flat_map(|s| s.2.iter().map(|p| p.0))
+        .chain(marks.iter().map(|m| m.0))
         .fold(0.0, f64::max)
         .max(1e-9);
     let ymax = series
@@ -96,6 +114,18 @@ fn line_chart(title: &str, series: &[Series]) -> String {
         .fold(0.0, f64::max)
         .max(1e-9);
     let mut svg = frame(title, xmax, ymax, "s");
+    for (i, (t, label)) in marks.iter().enumerate() {
+        let x = PAD + t.max(0.0) / xmax * (W - 2.0 * PAD);
+        let _ = write!(
+            svg,
+            "<line x1=\"{x:.1}\" y1=\"{PAD}\" x2=\"{x:.1}\" y2=\"{b}\" stroke=\"#805ad5\" stroke-dasharray=\"4 3\"/>\
+             <text x=\"{tx:.1}\" y=\"{ty}\" font-size=\"11\" fill=\"#805ad5\">{}</text>",
+            escape(label),
+            b = H - PAD,
+            tx = x + 3.0,
+            ty = PAD + 12.0 + 14.0 * i as f64,
+        );
+    }
     for (i, (name, color, pts)) in series.iter().enumerate() {
         let path: Vec<String> = pts
             .iter()

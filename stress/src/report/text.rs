@@ -1,5 +1,6 @@
-//! The human summary printed on stdout: totals, latency percentiles by kind
-//! of request, every answer counted, and the verdict.
+//! The human summary printed on stdout: totals, the fault and its recovery
+//! (`--chaos`), deadlocks, latency percentiles by kind of request, every
+//! answer counted, and the verdict.
 
 use std::fmt::Write as _;
 
@@ -37,9 +38,44 @@ pub fn text(s: &Summary) -> String {
     }
     let _ = writeln!(
         o,
-        "unknown    {} outcome(s) (timeouts, lost connections)",
+        "unknown    {} outcome(s) (sent, then cut or timed out)",
         s.unknown_outcomes
     );
+    if s.told_late > 0 {
+        let _ = writeln!(
+            o,
+            "told late  {} order(s) answered busy, then already_purchased on the retry",
+            s.told_late
+        );
+    }
+    if s.refused_connections > 0 || s.unreachable > 0 {
+        let _ = writeln!(
+            o,
+            "rerouted   {} refused connection(s) sent on to another instance; {} request(s) refused by all",
+            s.refused_connections, s.unreachable
+        );
+    }
+    if let Some(c) = &s.chaos {
+        chaos(&mut o, c);
+    }
+    if let Some(d) = &s.deadlocks {
+        let logged = match (d.before.logged, d.after.logged) {
+            (Some(b), Some(a)) => format!(", {} line(s) in the server log", a.saturating_sub(b)),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            o,
+            "deadlocks  {} (pg_stat_database.deadlocks {} -> {}{}{logged})",
+            d.during(),
+            d.before.counted,
+            d.after.counted,
+            if d.counter_reset {
+                ", reset by crash recovery"
+            } else {
+                ""
+            }
+        );
+    }
     match &s.sampling {
         Some(x) => {
             let _ = writeln!(
@@ -89,4 +125,48 @@ pub fn text(s: &Summary) -> String {
         }
     }
     o
+}
+
+fn chaos(o: &mut String, c: &crate::chaos::ChaosFacts) {
+    let what = match c.killed_instance {
+        Some(i) => format!("{} (instance {i})", c.kind),
+        None => c.kind.to_string(),
+    };
+    let _ = writeln!(
+        o,
+        "chaos      {what} at {:.2} s, after {} purchase(s) created",
+        c.struck_at_secs, c.created_before
+    );
+    if let Some(down) = c.db_down_secs {
+        let _ = writeln!(
+            o,
+            "           PostgreSQL accepted connections again {down:.2} s after the fault"
+        );
+    }
+    let from = if c.db_down_secs.is_some() {
+        "from PostgreSQL accepting again"
+    } else {
+        "from the kill, on a survivor"
+    };
+    match c.recovery_secs {
+        Some(r) => {
+            let _ = writeln!(o, "recovery   next 201 {r:.3} s {from}");
+        }
+        None => {
+            let _ = writeln!(o, "recovery   no 201 came after the fault ({from})");
+        }
+    }
+    let after_back = if c.db_down_secs.is_some() {
+        format!(
+            ", {} of them after PostgreSQL was back",
+            c.busy_during_recovery
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        o,
+        "           {} busy answer(s) from the fault to that 201{after_back}",
+        c.busy_since_fault
+    );
 }

@@ -23,6 +23,8 @@ pub struct Common {
     pub admin: AdminLogin,
     /// The `hold_secs` of the sales the buying scenarios make (0: none).
     pub hold_secs: i64,
+    /// A fault to strike in the middle of the run.
+    pub chaos: Option<crate::chaos::Chaos>,
 }
 
 /// What a run did, for the verifier and the report.
@@ -62,7 +64,7 @@ pub async fn exact(
     let people = provision::buyers(env, buyers, "ex").await?;
     let admin = provision::admin_token(env, &c.admin).await?;
     let sale = provision::sale(env, &admin, SaleSpec::new(stock, 1500, c.hold_secs)).await?;
-    let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
+    let mut load = Load::for_env(env, c)?;
     until_open(env, &sale).await?;
     load.reset_clock();
     let sale_id = sale.id;
@@ -107,7 +109,7 @@ pub async fn dupes(
         .iter()
         .flat_map(|b| std::iter::repeat_n(b.clone(), per_user))
         .collect();
-    let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
+    let mut load = Load::for_env(env, c)?;
     load.reset_clock();
     let sale_id = sale.id;
     let ledger = run_jobs(
@@ -156,7 +158,7 @@ pub async fn window(
         },
     )
     .await?;
-    let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
+    let mut load = Load::for_env(env, c)?;
     // Fire from one second before the start to one second after the end.
     let server_now = provision::server_time(env).await?;
     let to_open = (sale.starts_at - server_now).num_milliseconds().max(0) as u64;
@@ -213,7 +215,7 @@ pub async fn soldout(
     let storm = provision::buyers(env, buyers, "st").await?;
     let admin = provision::admin_token(env, &c.admin).await?;
     let sale = provision::sale(env, &admin, SaleSpec::new(stock, -1000, c.hold_secs)).await?;
-    let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
+    let mut load = Load::for_env(env, c)?;
     load.reset_clock();
     let sale_id = sale.id;
     let buy = {

@@ -32,7 +32,7 @@ pub async fn mixed(
         made.push(provision::sale(env, &admin, SaleSpec::new(stock, -1000, c.hold_secs)).await?);
     }
     let ids: Arc<Vec<i64>> = Arc::new(made.iter().map(|s| s.id).collect());
-    let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
+    let mut load = Load::for_env(env, c)?;
     load.reset_clock();
     let ledger = run_for(c.connections, duration, "mixed", move |w, mut ledger| {
         let load = load.clone();
@@ -118,7 +118,7 @@ pub async fn poll(
             "status",
         )
     };
-    let mut load = Load::new(&env.targets, c.connections, c.timeout)?;
+    let mut load = Load::for_env(env, c)?;
     load.reset_clock();
     let path = Arc::new(path);
     let ledger = run_jobs(

@@ -1,7 +1,7 @@
 //! The invariants checked after every run, Jepsen-bank style: the database
 //! and the answers the shoppers got must tell the same story. The answers are
 //! checked here, the database in `database` (after the run) and `during`
-//! (sampled while it runs).
+//! (sampled while it runs), and deadlocks in `deadlocks`.
 //!
 //! An order is *live* while it holds its units (`pending_payment`, `paid`,
 //! `confirmed`). With a sale's hold, a 201 may since have expired and its
@@ -9,6 +9,7 @@
 //! count of 201s.
 
 mod database;
+pub mod deadlocks;
 pub mod during;
 
 use std::collections::HashMap;
@@ -74,7 +75,8 @@ pub fn check_answers(ledger: &Ledger) -> Vec<Violation> {
 
 /// The checks possible without the database, from the admin's live stats:
 /// sold + remaining == stock, one live order per buyer, and no more live
-/// orders than the 201s plus the unknown outcomes. Without a hold no order
+/// orders than the 201s plus the unknown outcomes and the orders told late
+/// (`busy`, then `already_purchased`). Without a hold no order
 /// stops being live during a run, so then there are no fewer live orders than
 /// 201s either; with one, an expired hold leaves a 201 without a live order.
 pub async fn check_through_api(
@@ -115,7 +117,8 @@ pub async fn check_through_api(
             ));
         }
         let created = ledger.successes.iter().filter(|x| x.sale_id == id).count() as i64;
-        let unknown = ledger.unknown.iter().filter(|x| x.0 == id).count() as i64;
+        let unknown = ledger.unknown.iter().filter(|x| x.0 == id).count() as i64
+            + ledger.told_late.iter().filter(|x| x.0 == id).count() as i64;
         let fewest = if sale.hold_secs == 0 { created } else { 0 };
         if orders < fewest || orders > created + unknown {
             out.push(v(
