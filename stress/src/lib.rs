@@ -76,9 +76,12 @@ pub async fn run_and_verify(
     }
     let mut violations = verify::check_answers(&run.ledger);
     violations.extend(sampling.as_ref().and_then(|s| s.first_violation.clone()));
+    let mut payments = None;
     let tally = match &env.db {
         Some(db) => {
             violations.extend(verify::check_database(db, &run.sales, &run.ledger).await?);
+            violations.extend(verify::payments::check(db, &run.sales).await?);
+            payments = verify::payments::facts(db, &run.sales).await?;
             Some(verify::tally(db, &run.sales).await?)
         }
         None => {
@@ -102,6 +105,7 @@ pub async fn run_and_verify(
     };
     let mut summary = report::summarize(&run, violations, sampling, tally);
     summary.deadlocks = deadlocks;
+    summary.payments = payments;
     summary.chaos = struck.map(|s| chaos::facts(&s, &run.ledger));
     Ok(summary)
 }

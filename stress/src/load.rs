@@ -6,6 +6,7 @@
 //! dead instance that every request goes through, are in `purchase`; the
 //! workers that share the connections out are in `workers`.
 
+mod pay;
 mod purchase;
 mod workers;
 
@@ -35,6 +36,10 @@ pub enum Kind {
     Browse,
     Login,
     Health,
+    /// `POST /orders/{id}/pay`: open the payment of a hold.
+    Pay,
+    /// The test provider's machine route deciding a charge.
+    Decide,
 }
 
 impl Kind {
@@ -46,6 +51,8 @@ impl Kind {
             Kind::Status => "status",
             Kind::Browse => "browse",
             Kind::Health => "health",
+            Kind::Pay => "pay",
+            Kind::Decide => "decide",
         }
     }
 }
@@ -274,6 +281,20 @@ pub fn is_documented(kind: Kind, status: u16, code: Option<&str>) -> bool {
                 | (401, Some("invalid_credentials"))
                 | (429, Some("rate_limited"))
                 | (503, Some("busy"))
+        ),
+        Kind::Pay => matches!(
+            (status, code),
+            (200 | 201, None)
+                | (
+                    409,
+                    Some("order_not_payable" | "hold_expired" | "request_in_progress")
+                )
+                | (429, Some("rate_limited"))
+                | (503, Some("busy"))
+        ),
+        Kind::Decide => matches!(
+            (status, code),
+            (200, None) | (409, Some("payment_not_open")) | (503, Some("busy"))
         ),
         Kind::Status | Kind::Browse | Kind::Health => matches!(
             (status, code),

@@ -73,6 +73,26 @@ enum Cmd {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Many more shoppers than units on a sale with a hold: each winner pays,
+    /// is declined or walks away; released units are sold again until every
+    /// unit is paid or the shoppers run out.
+    Checkout {
+        #[arg(long, default_value_t = 1000)]
+        stock: i64,
+        #[arg(long, default_value_t = 10_000)]
+        buyers: usize,
+        /// Seconds a winner has to pay.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i64).range(1..=3600))]
+        hold_secs: i64,
+        /// Percent of the winners who pay.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=100))]
+        pay: u32,
+        /// Percent of the winners whose card is declined (the rest walk away).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100))]
+        decline: u32,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// A soak of status polls, browsing and purchases on several sales, one hot.
     Mixed {
         #[arg(long, default_value_t = 30)]
@@ -269,6 +289,25 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
         } => {
             scenario::check_positive("stock", stock)?;
             (common, hold, Scenario::Soldout { stock, buyers })
+        }
+        Cmd::Checkout {
+            stock,
+            buyers,
+            hold_secs,
+            pay,
+            decline,
+            common,
+        } => {
+            scenario::check_positive("stock", stock)?;
+            (
+                common,
+                HoldArgs { hold_secs },
+                Scenario::Checkout {
+                    stock,
+                    buyers,
+                    shares: scenario::Shares { pay, decline },
+                },
+            )
         }
         Cmd::Mixed {
             duration_secs,

@@ -17,6 +17,7 @@ use crate::load::Kind;
 use crate::scenario::Run;
 use crate::verify::deadlocks::Deadlocks;
 use crate::verify::during::Sampling;
+use crate::verify::payments::PaymentFacts;
 use crate::verify::{Tally, Violation};
 
 pub use html::html;
@@ -93,6 +94,9 @@ pub struct Summary {
     pub chaos: Option<ChaosFacts>,
     /// Deadlocks before and after the run (with the database reachable).
     pub deadlocks: Option<Deadlocks>,
+    /// What holds and payments came to (sales with a hold, the database
+    /// reachable).
+    pub payments: Option<PaymentFacts>,
     pub latency: Vec<LatencyRow>,
     pub answers: Vec<AnswerRow>,
     pub timeline: Vec<Slice>,
@@ -263,6 +267,7 @@ pub fn summarize(
         unreachable: run.ledger.unreachable,
         chaos: None,
         deadlocks: None,
+        payments: None,
         latency,
         answers,
         timeline,

@@ -3,10 +3,13 @@
 //! (with and without a hold) and `dupes` runs must pass end to end against
 //! real server processes, and a short `ceiling` must measure every strategy
 //! with pgbench. The faults (`--chaos`), the routing around a dead instance
-//! and the deadlock check are tested in `harness/chaos.rs`.
+//! and the deadlock check are tested in `harness/chaos.rs`, the `checkout`
+//! scenario and the payment checks in `harness/checkout.rs`.
 
 #[path = "harness/chaos.rs"]
 mod chaos;
+#[path = "harness/checkout.rs"]
+mod checkout;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -323,6 +326,9 @@ fn snapshot_of(remaining: i64, live_units: i64, sell_count: i64) -> Snapshot {
             live_units,
             sell_count,
             product_live_units: live_units,
+            paid_unpaired: 0,
+            stray_payments: 0,
+            overdue_holds: 0,
         }],
     }
 }
@@ -341,6 +347,33 @@ fn a_sample_that_does_not_add_up_is_a_violation() {
     assert!(
         v.detail
             .starts_with("product 3 (sale 7): sell_count 3 != live units 2"),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn a_sample_with_payments_or_holds_out_of_order_is_a_violation() {
+    let mut s = snapshot_of(8, 2, 2);
+    s.sales[0].paid_unpaired = 1;
+    let v = during::check(&s).expect("a paid order without its payment");
+    assert!(
+        v.detail
+            .starts_with("sale 7: 1 paid order(s) without exactly one succeeded payment"),
+        "{v:?}"
+    );
+    let mut s = snapshot_of(8, 2, 2);
+    s.sales[0].stray_payments = 2;
+    let v = during::check(&s).expect("a payment without its order");
+    assert!(
+        v.detail.starts_with("sale 7: 2 succeeded payment(s)"),
+        "{v:?}"
+    );
+    let mut s = snapshot_of(8, 2, 2);
+    s.sales[0].overdue_holds = 3;
+    let v = during::check(&s).expect("a hold past its time");
+    assert!(
+        v.detail
+            .starts_with("sale 7: 3 hold(s) pending more than 1500 ms"),
         "{v:?}"
     );
 }

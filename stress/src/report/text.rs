@@ -55,6 +55,9 @@ pub fn text(s: &Summary) -> String {
             s.refused_connections, s.unreachable
         );
     }
+    if let Some(p) = &s.payments {
+        payments(&mut o, p);
+    }
     if let Some(c) = &s.chaos {
         chaos(&mut o, c);
     }
@@ -169,4 +172,34 @@ fn chaos(o: &mut String, c: &crate::chaos::ChaosFacts) {
         "           {} busy answer(s) from the fault to that 201{after_back}",
         c.busy_since_fault
     );
+}
+
+fn payments(o: &mut String, p: &crate::verify::payments::PaymentFacts) {
+    let rate = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.0}/s"));
+    let _ = writeln!(
+        o,
+        "orders     {} paid, {} pending, {} expired, {} payment failed, {} cancelled, {} refunded",
+        p.paid, p.pending, p.expired, p.payment_failed, p.cancelled, p.refunded
+    );
+    let _ = writeln!(
+        o,
+        "payments   {} succeeded, {} failed, {} left open; paid {}, released {}{}",
+        p.payments_succeeded,
+        p.payments_failed,
+        p.payments_open,
+        rate(p.payments_per_sec),
+        rate(p.releases_per_sec),
+        p.last_paid_secs.map_or(String::new(), |t| format!(
+            "; last unit paid {t:.2} s after the start"
+        ))
+    );
+    if p.release_transactions > 0 {
+        let _ = writeln!(
+            o,
+            "releases   {} transaction(s), {:.1} orders each on average, {} at most",
+            p.release_transactions,
+            p.release_batch_mean.unwrap_or(0.0),
+            p.release_batch_max.unwrap_or(0)
+        );
+    }
 }

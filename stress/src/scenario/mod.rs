@@ -2,6 +2,7 @@
 //! [`Run`] for verification and reporting. The buying scenarios are here; the
 //! soak and the polls are in `soak`.
 
+mod checkout;
 mod soak;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::environment::Environment;
 use crate::load::{run_jobs, Attempt, Ledger, Load};
 use crate::provision::{self, AdminLogin, Buyer, SaleInfo, SaleSpec};
 
+pub use checkout::{checkout, fate, Fate, Shares};
 pub use soak::{mixed, poll};
 
 /// Options shared by all scenarios.
@@ -281,6 +283,11 @@ pub enum Scenario {
         stock: i64,
         buyers: usize,
     },
+    Checkout {
+        stock: i64,
+        buyers: usize,
+        shares: Shares,
+    },
     Mixed {
         duration: Duration,
         sales: usize,
@@ -303,6 +310,11 @@ impl Scenario {
             Scenario::Dupes { users, per_user } => dupes(env, c, users, per_user).await,
             Scenario::Window { buyers, window_ms } => window(env, c, buyers, window_ms).await,
             Scenario::Soldout { stock, buyers } => soldout(env, c, stock, buyers).await,
+            Scenario::Checkout {
+                stock,
+                buyers,
+                shares,
+            } => checkout(env, c, stock, buyers, shares).await,
             Scenario::Mixed {
                 duration,
                 sales,

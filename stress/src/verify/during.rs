@@ -4,6 +4,11 @@
 //! units of all the product's sales. At every instant `remaining + live ==
 //! stock` and `sell_count == live units` must hold; a sample where either does
 //! not is a violation, reported with the first failing sample's numbers.
+//!
+//! The same snapshot reads the payment invariants of each sale: every paid
+//! order has exactly one succeeded payment, every payment that succeeded
+//! belongs to a paid or refunded order, and no hold outlives its `expires_at`
+//! by more than the sweep interval and a second ([`HOLD_GRACE_MS`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +24,10 @@ use super::{v, Violation, LIVE};
 /// How often the sampler reads the invariants.
 pub const EVERY: Duration = Duration::from_millis(250);
 
+/// How long past its `expires_at` a pending hold may still be seen: the
+/// expiry sweeper runs every 500 ms, plus a second to release.
+pub const HOLD_GRACE_MS: i64 = 1500;
+
 /// One sale in one snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SaleSample {
@@ -32,6 +41,12 @@ pub struct SaleSample {
     pub sell_count: i64,
     /// Units in the live orders of all the product's sales.
     pub product_live_units: i64,
+    /// Paid orders without exactly one succeeded payment.
+    pub paid_unpaired: i64,
+    /// Payments that succeeded whose order is neither paid nor refunded.
+    pub stray_payments: i64,
+    /// Pending holds more than [`HOLD_GRACE_MS`] past their `expires_at`.
+    pub overdue_holds: i64,
 }
 
 /// One consistent reading of every watched sale.
@@ -54,15 +69,27 @@ pub async fn snapshot(db: &PgPool, sales: &[i64], since_start: Duration) -> sqlx
     }
     // One pass over each product's live orders, aggregated without sorting:
     // about 30 ms at 100,000 orders.
+    let grace = HOLD_GRACE_MS as f64 / 1000.0;
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "select now() as at, s.id as sale_id, s.product_id, s.stock, s.remaining,
                 coalesce(l.live_units, 0)::bigint as live_units, p.sell_count,
-                coalesce(l.product_live_units, 0)::bigint as product_live_units
+                coalesce(l.product_live_units, 0)::bigint as product_live_units,
+                q.paid_unpaired, q.stray_payments, q.overdue_holds
            from sale s join product p on p.id = s.product_id
            left join lateral (select sum(o.quantity) filter (where o.sale_id = s.id) as live_units,
                                      sum(o.quantity) as product_live_units
                                 from purchase_order o
                                where o.product_id = s.product_id and o.status in {LIVE}) l on true
+           cross join lateral (
+               select count(*) filter (where o.status = 'paid' and
+                          (select count(*) from payment y
+                            where y.order_id = o.id and y.status = 'succeeded') <> 1) as paid_unpaired,
+                      count(*) filter (where o.status not in ('paid', 'refunded') and exists
+                          (select 1 from payment y where y.order_id = o.id
+                              and y.status in ('succeeded', 'refunding', 'refunded'))) as stray_payments,
+                      count(*) filter (where o.status = 'pending_payment' and
+                          o.expires_at < now() - make_interval(secs => {grace})) as overdue_holds
+                 from purchase_order o where o.sale_id = s.id) q
           where s.id = any($1)
           order by s.id"
     ))
@@ -95,6 +122,21 @@ pub fn check(s: &Snapshot) -> Option<Violation> {
             Some(format!(
                 "product {} (sale {}): sell_count {} != live units {}",
                 x.product_id, x.sale_id, x.sell_count, x.product_live_units
+            ))
+        } else if x.paid_unpaired > 0 {
+            Some(format!(
+                "sale {}: {} paid order(s) without exactly one succeeded payment",
+                x.sale_id, x.paid_unpaired
+            ))
+        } else if x.stray_payments > 0 {
+            Some(format!(
+                "sale {}: {} succeeded payment(s) whose order is neither paid nor refunded",
+                x.sale_id, x.stray_payments
+            ))
+        } else if x.overdue_holds > 0 {
+            Some(format!(
+                "sale {}: {} hold(s) pending more than {HOLD_GRACE_MS} ms past expires_at",
+                x.sale_id, x.overdue_holds
             ))
         } else {
             None

@@ -11,6 +11,7 @@
 mod database;
 pub mod deadlocks;
 pub mod during;
+pub mod payments;
 
 use std::collections::HashMap;
 
