@@ -77,3 +77,8 @@ alter table outbox
         'verify_email', 'password_reset',
         'seller_daily_digest', 'seller_monthly_report', 'new_products',
         'payment_webhook'));
+
+-- The webhook senders' search: due webhooks only, however many emails wait
+-- (with email off, every confirmation waits in the outbox).
+create index outbox_webhook_due_idx on outbox (next_attempt_at, id)
+    where status = 'pending' and kind = 'payment_webhook';

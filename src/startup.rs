@@ -185,7 +185,7 @@ impl Application {
             tokio::spawn(upkeep(Arc::clone(&state), Arc::clone(&auth))),
             tokio::spawn(listen(Arc::clone(&state), auth)),
             tokio::spawn(crate::purchase::sweeper::run(
-                state.pool.clone(),
+                state.engine.own_pool().clone(),
                 state.engine.clone(),
             )),
         ];

@@ -194,7 +194,7 @@ pub const VARS: &[Var] = &[
         unset: Value("20"),
         allowed: Int { min: 1, max: 1000 },
         secret: false,
-        doc: "connection pool size",
+        doc: "connection pool size (the combined purchase engine has 8 more of its own)",
     },
     Var {
         name: "DB_ACQUIRE_TIMEOUT_MS",

@@ -18,7 +18,8 @@ use crate::config::{EmailSettings, ExposeSecret, MailTransport};
 const CLAIM_BATCH: i64 = 8;
 
 /// The outbox kind of a payment provider's webhook: these rows are
-/// delivered by [`crate::payment::webhooks`], every other one is an email.
+/// delivered by [`crate::payment::webhooks`], every other one is an email
+/// (the claim's SQL spells it out, to match its partial index).
 pub const WEBHOOK_KIND: &str = "payment_webhook";
 
 /// A row claimed for sending.
@@ -212,29 +213,32 @@ impl Mailer {
 
 /// Claims up to a batch of due rows, emails or (`webhooks`) the payment
 /// provider's webhooks: each claim counts an attempt and pushes the row's
-/// next attempt past the lease, so no other sender takes it meanwhile.
+/// next attempt past the lease, so no other sender takes it meanwhile. Each
+/// kind of sender searches its own partial index.
 pub async fn claim(
     pool: &PgPool,
     settings: &EmailSettings,
     webhooks: bool,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    sqlx::query_as(
+    let which = if webhooks {
+        "kind = 'payment_webhook'"
+    } else {
+        "kind <> 'payment_webhook'"
+    };
+    sqlx::query_as(&format!(
         "update outbox o
             set attempts = o.attempts + 1,
                 next_attempt_at = now() + make_interval(secs => $2)
            from (select id from outbox
-                  where status = 'pending' and next_attempt_at <= now()
-                    and (kind = $3) = $4
+                  where status = 'pending' and next_attempt_at <= now() and {which}
                   order by next_attempt_at, id
                   limit $1
                   for update skip locked) due
           where o.id = due.id
-      returning o.id, o.kind, o.user_id, o.order_id, o.payload::text as payload, o.attempts",
-    )
+      returning o.id, o.kind, o.user_id, o.order_id, o.payload::text as payload, o.attempts"
+    ))
     .bind(CLAIM_BATCH)
     .bind(settings.claim_timeout.as_secs_f64())
-    .bind(WEBHOOK_KIND)
-    .bind(webhooks)
     .fetch_all(pool)
     .await
 }

@@ -154,15 +154,19 @@ impl Payments {
         }
         tx.commit().await?;
         if s.order_status == "pending_payment" && (failing || s.payment_status == "failed") {
-            // Rides in the sale's next batch. If it cannot happen now, the
+            // Rides in the sale's next batch, on a task of its own, so the
+            // provider is answered at once. If it cannot happen now, the
             // sweeper finds the failed payment's pending order and releases it.
-            if let Err(err) = self
-                .engine
-                .release(s.sale_id, vec![s.order_id], Release::PaymentFailed)
-                .await
-            {
-                tracing::warn!(order_id = s.order_id, error = %err, "releasing a failed payment's order failed; the sweeper retries");
-            }
+            let engine = self.engine.clone();
+            let (sale_id, order_id) = (s.sale_id, s.order_id);
+            tokio::spawn(async move {
+                if let Err(err) = engine
+                    .release(sale_id, vec![order_id], Release::PaymentFailed)
+                    .await
+                {
+                    tracing::warn!(order_id, error = %err, "releasing a failed payment's order failed; the sweeper retries");
+                }
+            });
         }
         Ok(Handled::Applied)
     }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use secrecy::{ExposeSecret, SecretSlice};
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -16,8 +17,8 @@ use super::signature;
 use crate::config::EmailSettings;
 use crate::email::outbox::{self, Claimed, SendError};
 
-/// Webhook senders per process.
-const WORKERS: usize = 2;
+/// Webhook senders per process; each delivers the rows it claimed at once.
+const WORKERS: usize = 4;
 /// The longest an idle sender waits before looking again: a shopper who just
 /// paid waits for this webhook.
 const MAX_POLL: Duration = Duration::from_millis(200);
@@ -62,15 +63,17 @@ impl WebhookSender {
         loop {
             match outbox::claim(&self.pool, &self.settings, true).await {
                 Ok(rows) if !rows.is_empty() => {
-                    for row in rows {
-                        let result = self.deliver(&row).await;
+                    let this: &WebhookSender = &self;
+                    join_all(rows.iter().map(|row| async move {
+                        let result = this.deliver(row).await;
                         if let Err(e) =
-                            outbox::settle(&self.pool, &self.settings, &row, result).await
+                            outbox::settle(&this.pool, &this.settings, row, result).await
                         {
                             // Claimed until its lease ends, then sent again.
                             tracing::warn!(id = row.id, error = %e, "cannot record a webhook's outcome");
                         }
-                    }
+                    }))
+                    .await;
                 }
                 Ok(_) => tokio::time::sleep(self.settings.poll.min(MAX_POLL)).await,
                 Err(e) => {

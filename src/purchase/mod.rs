@@ -52,10 +52,19 @@ pub struct PurchaseRequest {
     pub quantity: Quantity,
 }
 
+/// Connections of the combined engine's own pool: its batches (each sale's
+/// row lock holder, [`combiner`] pipelines two per sale) and the expiry
+/// sweeper take theirs here, so requests queued on the shared pool (payments,
+/// pages, a storm of anything) never delay the transaction that every buyer
+/// of a sale waits for, nor a hold's release.
+pub const ENGINE_CONNECTIONS: u32 = 8;
+
 /// The purchase engine of one process.
 #[derive(Clone)]
 pub struct PurchaseEngine {
     pool: PgPool,
+    /// The engine's own connections ([`ENGINE_CONNECTIONS`]).
+    own: PgPool,
     mode: PurchaseMode,
     require_verified: bool,
     board: Arc<Board>,
@@ -63,15 +72,27 @@ pub struct PurchaseEngine {
 }
 
 impl PurchaseEngine {
-    /// An engine on `pool`, sharing the live board with the routes.
+    /// An engine on `pool`'s database, sharing the live board with the
+    /// routes. Its batches run on a pool of their own to the same database
+    /// (opened lazily, with `pool`'s options and acquire timeout).
     pub fn new(pool: PgPool, board: Arc<Board>, settings: PurchaseSettings) -> Self {
+        let own = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(ENGINE_CONNECTIONS)
+            .acquire_timeout(pool.options().get_acquire_timeout())
+            .connect_lazy_with((*pool.connect_options()).clone());
         PurchaseEngine {
-            combiner: Arc::new(Combiner::new(pool.clone(), settings)),
+            combiner: Arc::new(Combiner::new(own.clone(), settings)),
+            own,
             mode: settings.mode,
             require_verified: settings.require_verified_email,
             pool,
             board,
         }
+    }
+
+    /// The engine's own pool (the expiry sweeper reads on it too).
+    pub fn own_pool(&self) -> &PgPool {
+        &self.own
     }
 
     /// Which engine serves purchases.

@@ -5,7 +5,9 @@
 //! the shares are exact per hundred and the fates mixed from the first win). A shopper refused
 //! `sold_out` comes back every 250 ms while units may still be released, for
 //! up to twice the hold and five seconds more, so released units are sold
-//! again until every unit is paid or the shoppers run out.
+//! again until every unit is paid or the shoppers run out. The run ends once
+//! no hold is pending any more (the last webhooks delivered), so the
+//! verification sees how it all ended.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -137,6 +139,7 @@ pub async fn checkout(
         },
     )
     .await;
+    settle(env, &admin, sale_id, c.hold_secs).await?;
     Ok(Run {
         scenario: "checkout",
         params: json!({"stock": stock, "buyers": buyers, "hold_secs": c.hold_secs,
@@ -148,6 +151,45 @@ pub async fn checkout(
         ledger,
         measure_from_us: 0,
     })
+}
+
+/// Waits until the sale holds no pending order (each was paid, failed or
+/// expired) and, with the database reachable, every webhook of the provider
+/// was delivered (a late one may still take a unit again or be refunded),
+/// for at most the hold and thirty seconds more: the last decisions may still
+/// be on their way when the shoppers stop.
+async fn settle(
+    env: &Environment,
+    admin: &str,
+    sale_id: i64,
+    hold_secs: i64,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/admin/sales/{sale_id}/stats", env.targets[0]);
+    let deadline = Instant::now() + Duration::from_secs(hold_secs as u64 + 30);
+    loop {
+        let pending = match client.get(&url).bearer_auth(admin).send().await {
+            Ok(r) => r
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v["pending"].as_i64()),
+            Err(_) => None,
+        };
+        let undelivered = match &env.db {
+            Some(db) => sqlx::query_scalar::<_, i64>(
+                "select count(*) from outbox where kind = 'payment_webhook' and status = 'pending'",
+            )
+            .fetch_one(db)
+            .await
+            .ok(),
+            None => Some(0),
+        };
+        if (pending == Some(0) && undelivered == Some(0)) || Instant::now() >= deadline {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]
