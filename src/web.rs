@@ -45,6 +45,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/assets/shop.js"),
     },
     Asset {
+        name: "account.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/assets/account.js"),
+    },
+    Asset {
+        name: "orders.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/assets/orders.js"),
+    },
+    Asset {
         name: "admin.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/assets/admin.js"),
