@@ -43,6 +43,8 @@ const PAGES = {
   forgot: () => import('./account.js').then((m) => m.forgotPage),
   reset: () => import('./account.js').then((m) => m.resetPage),
   orders: () => import('./orders.js').then((m) => m.ordersPage),
+  order: () => import('./orders.js').then((m) => m.orderPage),
+  pay: () => import('./pay.js').then((m) => m.payPage),
   seller: () => import('./seller.js').then((m) => m.sellerPage),
   admin: () => import('./admin.js').then((m) => m.adminPage),
   'admin-sale': () => import('./admin.js').then((m) => m.adminSalePage),

@@ -6,6 +6,7 @@ import {
   h, money, when, duration, parseTime, stateBadge, STATE_LABEL, loadInto, setTitle, signInHref,
   ShopClock,
 } from './ui.js';
+import { holdBox } from './orders.js';
 
 function saleCard(sale) {
   const p = sale.product;
@@ -94,6 +95,7 @@ export async function salePage(content) {
   const meter = h('div', { class: 'meter', 'aria-hidden': 'true' }, h('div', { class: 'meter-fill' }));
   const buy = h('button', { type: 'button', id: 'buy', class: 'buy' }, 'Buy now');
   const result = h('div', { id: 'result', class: 'result', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' });
+  const holdSlot = h('div', { id: 'hold' });
   const live = h('p', { id: 'live', class: 'muted small' }, 'Connecting to live updates…');
 
   content.replaceChildren(h('div', { class: 'sale' },
@@ -106,7 +108,7 @@ export async function salePage(content) {
         `${when(sale.starts_at)} – ${when(sale.ends_at)}`)),
     h('section', { class: 'sale-box', 'aria-label': 'Buy' },
       h('p', { class: 'countdown' }, countdownLabel, ' ', countdown),
-      stock, meter, buy, result, live)));
+      stock, meter, buy, result, holdSlot, live)));
 
   function effectiveState() {
     // Between server messages the window edges are judged by the shop's clock.
@@ -190,6 +192,17 @@ export async function salePage(content) {
     clearInterval(poll);
   });
 
+  // A won hold: its countdown and the Pay button. When the hold runs out
+  // the unit goes back, and the stock shown follows.
+  function showHold(order) {
+    holdSlot.replaceChildren(holdBox({ ...order, currency: p.currency }, clock, {
+      onRunOut: () => {
+        show('warn', h('strong', {}, 'Hold ran out. '), `Order ${order.number} was not paid in time. `,
+          h('a', { href: `/orders/${order.id}` }, 'See the order'));
+      },
+    }));
+  }
+
   function show(kind, ...parts) {
     result.className = `result result-${kind}`;
     result.replaceChildren(h('p', {}, ...parts));
@@ -206,9 +219,15 @@ export async function salePage(content) {
     show('info', 'Buying…');
     try {
       const order = await api(`/sales/${id}/purchase`, { method: 'POST', body: { quantity: 1 } });
-      show('ok', h('strong', {}, 'Bought! '), 'Your order number is ',
-        h('strong', { class: 'order-number' }, order.number), '. ',
-        h('a', { href: '/orders' }, 'See my orders'));
+      if (order.status === 'pending_payment') {
+        show('ok', h('strong', {}, 'Won! '), 'Order ', h('strong', { class: 'order-number' }, order.number),
+          ' is held for you until you pay. ', h('a', { href: `/orders/${order.id}` }, 'See the order'));
+        showHold(order);
+      } else {
+        show('ok', h('strong', {}, 'Bought! '), 'Your order number is ',
+          h('strong', { class: 'order-number' }, order.number), '. ',
+          h('a', { href: `/orders/${order.id}` }, 'See the order'));
+      }
       // The stock with this order in it, without waiting for the next push.
       timed(`/sales/${id}/status`).then(({ data, sent, received }) => {
         clock.sample(data.server_time, sent, received);
@@ -231,10 +250,18 @@ export async function salePage(content) {
         view.state = 'sold_out';
         show('bad', h('strong', {}, 'Sold out. '), 'Every unit has been sold.');
         break;
-      case 'already_purchased':
+      case 'already_purchased': {
+        const held = e.details && e.details.order_id;
         show('warn', h('strong', {}, 'Already bought. '), 'You already have an order in this sale (one per person). ',
-          h('a', { href: '/orders' }, 'See my orders'));
+          h('a', { href: held ? `/orders/${held}` : '/orders' }, held ? 'See the order' : 'See my orders'));
+        // An order still waiting for payment can be paid from here.
+        if (held) {
+          api(`/orders/${held}`).then((o) => {
+            if (o.status === 'pending_payment') showHold(o);
+          }).catch(() => {});
+        }
         break;
+      }
       case 'sale_not_started':
         show('warn', h('strong', {}, 'Not started yet. '), 'The button opens when the sale starts.');
         timed(`/sales/${id}/status`).then(({ data, sent, received }) => {

@@ -184,3 +184,17 @@ export class ShopClock {
   }
 }
 
+/** What each order status means, in a word or two. */
+export const ORDER_LABEL = {
+  pending_payment: 'Waiting for payment',
+  paid: 'Paid',
+  confirmed: 'Confirmed',
+  payment_failed: 'Payment failed',
+  expired: 'Expired',
+  cancelled: 'Cancelled',
+  refunded: 'Refunded',
+};
+
+export function orderBadge(status) {
+  return h('span', { class: `badge order-${status}` }, ORDER_LABEL[status] || status);
+}
