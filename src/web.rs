@@ -65,6 +65,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/assets/admin.js"),
     },
     Asset {
+        name: "admin-orders.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/assets/admin-orders.js"),
+    },
+    Asset {
         name: "seller.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/assets/seller.js"),
