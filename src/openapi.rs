@@ -20,7 +20,7 @@ use crate::routes;
         routes::payments::test_charge, routes::payments::test_card, routes::payments::test_succeed,
         routes::payments::test_fail,
         routes::admin::list, routes::admin::update, routes::admin::outbox, routes::admin::retry_email,
-        routes::admin::jobs, routes::admin::run_job,
+        routes::admin::jobs, routes::admin::run_job, routes::admin_orders::list,
         routes::ops::healthz, routes::ops::readyz, routes::ops::metrics,
     ),
     modifiers(&BearerAuth),

@@ -45,9 +45,29 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/assets/shop.js"),
     },
     Asset {
+        name: "account.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/assets/account.js"),
+    },
+    Asset {
+        name: "orders.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/assets/orders.js"),
+    },
+    Asset {
+        name: "pay.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/assets/pay.js"),
+    },
+    Asset {
         name: "admin.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../web/assets/admin.js"),
+    },
+    Asset {
+        name: "admin-orders.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/assets/admin-orders.js"),
     },
     Asset {
         name: "seller.js",
@@ -79,6 +99,9 @@ const PAGES: &[(&str, &str, &str)] = &[
     // The password-reset email links here.
     ("/reset-password", "reset", "Choose a new password"),
     ("/orders", "orders", "My orders"),
+    ("/orders/{id}", "order", "Order"),
+    // The built-in test provider's hosted page: `redirect_url` of its payments.
+    ("/pay/{payment_id}", "pay", "Test payment"),
     ("/seller", "seller", "Seller"),
     ("/admin", "admin", "Admin: products and sales"),
     ("/admin/sales/{id}", "admin-sale", "Admin: live sale"),
@@ -97,11 +120,15 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 }
 
 fn page_response(req: &HttpRequest, page: &str, title: &str) -> HttpResponse {
-    // `/sales/abc` is no page: say so in HTML rather than run a script on it.
-    let bad_id = req
-        .match_info()
+    // `/sales/abc` or `/pay/xyz` is no page: say so in HTML rather than run a
+    // script on it. Shop ids are positive integers; payment ids are UUIDs.
+    let path = req.match_info();
+    let bad_id = path
         .get("id")
-        .is_some_and(|id| id.parse::<i64>().map_or(true, |n| n <= 0));
+        .is_some_and(|id| id.parse::<i64>().map_or(true, |n| n <= 0))
+        || path
+            .get("payment_id")
+            .is_some_and(|id| id.parse::<uuid::Uuid>().is_err());
     let (status, page, title) = if bad_id {
         (
             actix_web::http::StatusCode::NOT_FOUND,

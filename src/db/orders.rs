@@ -269,3 +269,46 @@ pub async fn release(
     let remaining = rows.first().map(|r| r.remaining);
     Ok((rows.into_iter().map(|r| r.order).collect(), remaining))
 }
+
+/// An order in an admin's list of a sale's orders: the order and its buyer.
+#[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+pub struct SaleOrder {
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub order: Order,
+    /// The buyer's username.
+    pub username: String,
+}
+
+/// A sale's orders, newest first, only those in `status` when given;
+/// `not_found` when there is no such sale.
+pub async fn list_for_sale(
+    pool: &PgPool,
+    sale_id: i64,
+    status: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<SaleOrder>, ApiError> {
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from sale where id = $1)")
+        .bind(sale_id)
+        .fetch_one(pool)
+        .await?;
+    if !exists {
+        return Err(ApiError::NotFound("no such sale"));
+    }
+    // The page is cut first, then its buyers are joined in.
+    Ok(sqlx::query_as(&format!(
+        "select o.*, u.username
+           from (select {COLUMNS} from purchase_order
+                  where sale_id = $1 and ($2::text is null or status = $2)
+                  order by created_at desc, id desc limit $3 offset $4) o
+           join app_user u on u.id = o.user_id
+          order by o.created_at desc, o.id desc"
+    ))
+    .bind(sale_id)
+    .bind(status)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await?)
+}

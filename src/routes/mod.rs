@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_orders;
 pub mod auth;
 pub mod idempotent;
 pub mod ops;
@@ -39,7 +40,8 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             .configure(products::config)
             .configure(orders::config)
             .configure(payments::config)
-            .configure(admin::config),
+            .configure(admin::config)
+            .configure(admin_orders::config),
     )
     .configure(ops::config)
     .configure(crate::web::config);

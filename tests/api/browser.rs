@@ -19,6 +19,12 @@ use crate::helpers::{body, spawn_app, TestApp, TestUser, PASSWORD};
 /// (the suite reschedules it then): the wait is real but brief.
 const START_SECS: i64 = 10;
 
+/// How long the paying steps' sales hold a win for payment.
+const HOLD_SECS: i64 = 600;
+
+/// The hold the expiry step waits out: real, and short.
+const SHORT_HOLD_SECS: i64 = 3;
+
 fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
@@ -99,6 +105,46 @@ async fn product(app: &TestApp, seller: &TestUser, name: &str) -> i64 {
     v["id"].as_i64().expect("product id")
 }
 
+/// A sale of `product_id`, open now for an hour, whose wins are held for
+/// `hold_secs` until paid.
+async fn hold_sale_of(
+    app: &TestApp,
+    admin: &TestUser,
+    product_id: i64,
+    stock: i64,
+    hold_secs: i64,
+) -> i64 {
+    let starts = app.db_now().await - chrono::Duration::seconds(5);
+    let (status, v) = body(
+        app.post(
+            "/api/v1/sales",
+            Some(&admin.token),
+            &json!({
+                "product_id": product_id, "starts_at": starts,
+                "ends_at": starts + chrono::Duration::seconds(3600),
+                "stock": stock, "per_user_limit": 1, "hold_secs": hold_secs
+            }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, v["hold_secs"].as_i64()),
+        (201, Some(hold_secs)),
+        "{v}"
+    );
+    id(&v)
+}
+
+/// The status of the order numbered `number`.
+async fn status_of(app: &TestApp, number: &Value) -> String {
+    sqlx::query_scalar("select status from purchase_order where number = $1")
+        .bind(number.as_str().expect("an order number"))
+        .fetch_one(&app.pool)
+        .await
+        .expect("the order")
+}
+
 fn id(sale: &Value) -> i64 {
     sale["id"].as_i64().expect("sale id")
 }
@@ -124,6 +170,18 @@ async fn shoppers_admins_and_sellers_use_the_pages_in_a_real_browser() {
     let new_user = format!("n{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     // An hour ahead: the suite moves its start once the page shows it.
     let soon = app.create_sale_of(product_id, 3600, 3600, 100, 1).await;
+    // The paying steps: shoppers of their own, and sales that hold wins,
+    // of a product the admin lists (so the seller's figures stay the above).
+    // In order: the payer, the decliner, the watcher, the expirer and the
+    // shopper whose hold the admin cancels.
+    let mut shoppers = Vec::new();
+    for _ in 0..5 {
+        shoppers.push(app.create_user(Role::Customer).await);
+    }
+    let held_product = product(&app, &admin, "The Cartographer's Apprentice").await;
+    let sale_pay = hold_sale_of(&app, &admin, held_product, 5, HOLD_SECS).await;
+    let sale_decline = hold_sale_of(&app, &admin, held_product, 1, HOLD_SECS).await;
+    let sale_short = hold_sale_of(&app, &admin, held_product, 2, SHORT_HOLD_SECS).await;
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
 
     // Act: the whole browser suite.
@@ -144,6 +202,16 @@ async fn shoppers_admins_and_sellers_use_the_pages_in_a_real_browser() {
         .env("NEW_PRODUCT_NAME", &new_product)
         .env("NEW_USER", &new_user)
         .env("START_SECS", START_SECS.to_string())
+        .env("PAYER", &shoppers[0].username)
+        .env("DECLINER", &shoppers[1].username)
+        .env("WATCHER", &shoppers[2].username)
+        .env("EXPIRER", &shoppers[3].username)
+        .env("CANCELEE", &shoppers[4].username)
+        .env("SALE_PAY", sale_pay.to_string())
+        .env("SALE_DECLINE", sale_decline.to_string())
+        .env("SALE_SHORT", sale_short.to_string())
+        .env("HOLD_SECS", HOLD_SECS.to_string())
+        .env("SHORT_HOLD_SECS", SHORT_HOLD_SECS.to_string())
         .env("SCREENSHOT_DIR", &shots)
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::null())
@@ -265,7 +333,53 @@ async fn shoppers_admins_and_sellers_use_the_pages_in_a_real_browser() {
         1,
         "the new shopper registered"
     );
-    for page in ["sale-page", "admin-live", "sale-phone", "seller"] {
+
+    // The paying steps: each order ended as its page said.
+    for (key, status) in [
+        ("paid_order", "refunded"),
+        ("declined_order", "payment_failed"),
+        ("watcher_order", "pending_payment"),
+        ("expired_order", "expired"),
+        ("cancelled_order", "cancelled"),
+    ] {
+        assert_eq!(status_of(&app, &result[key]).await, status, "{key}");
+    }
+    let payments = |number: &Value| {
+        let pool = app.pool.clone();
+        let number = number.as_str().expect("an order number").to_owned();
+        async move {
+            sqlx::query_scalar::<_, String>(
+                "select p.status from payment p join purchase_order o on o.id = p.order_id
+                  where o.number = $1 order by p.created_at",
+            )
+            .bind(number)
+            .fetch_all(&pool)
+            .await
+            .expect("payments")
+        }
+    };
+    assert_eq!(payments(&result["paid_order"]).await, ["refunded"]);
+    assert_eq!(payments(&result["declined_order"]).await, ["failed"]);
+    assert_eq!(
+        app.scalar_i64(&remaining(sale_decline)).await,
+        0,
+        "the declined unit went to the watcher"
+    );
+    assert_eq!(app.scalar_i64(&remaining(sale_short)).await, 2);
+    // The paid order was refunded and the hold cancelled: all 5 are back.
+    assert_eq!(app.scalar_i64(&remaining(sale_pay)).await, 5);
+    for page in [
+        "sale-page",
+        "admin-live",
+        "sale-phone",
+        "seller",
+        "sale-hold",
+        "pay-page",
+        "order-paid",
+        "pay-declined",
+        "order-expired",
+        "admin-orders",
+    ] {
         assert!(
             shots.join(format!("{page}.png")).exists(),
             "screenshot {page}.png"

@@ -4,6 +4,7 @@
 mod helpers;
 mod mailbox;
 
+mod admin_orders;
 mod auth;
 mod browser;
 mod catalog;

@@ -2,19 +2,15 @@
 // Run by tests/api/browser.rs, which starts the server, makes the users and
 // sales named in the environment, and afterwards checks the database against
 // the RESULT line printed here. Every wait is on page state, never on time.
+// The paying steps (holds, the test processor's page, orders) are in
+// payments.mjs.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { chromium } from 'playwright-core';
+import {
+  env, BASE, PASSWORD, result, newPage, shot, waitText, signIn, apiLogin, step, run,
+} from './lib.mjs';
+import { paymentSteps } from './payments.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`missing environment variable ${name}`);
-  return v;
-};
-
-const BASE = env('BASE_URL');
-const PASSWORD = env('PASSWORD');
 const USER1 = env('USER1');
 const USER2 = env('USER2');
 const ADMIN = env('ADMIN');
@@ -26,75 +22,6 @@ const PRODUCT_NAME = env('PRODUCT_NAME');
 const NEW_PRODUCT_NAME = env('NEW_PRODUCT_NAME');
 const NEW_USER = env('NEW_USER');
 const START_SECS = Number(env('START_SECS'));
-const SHOTS = env('SCREENSHOT_DIR');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-// Generous: the machine running this may be busy.
-const WAIT = 20_000;
-
-mkdirSync(SHOTS, { recursive: true });
-// A failure's screenshots belong to that run only.
-for (const f of readdirSync(SHOTS)) if (f.startsWith('failure-')) rmSync(`${SHOTS}/${f}`);
-const result = {};
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  // No sandbox as root in CI; no background traffic on a closed network.
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-
-const pages = [];
-async function newPage(options = {}) {
-  const ctx = await browser.newContext({ viewport: { width: 1100, height: 760 }, ...options });
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(WAIT);
-  page.on('pageerror', (e) => console.error(`page error on ${page.url()}: ${e.message}`));
-  pages.push(page);
-  return page;
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
-}
-
-/** Waits until the text of `selector` matches `re`. */
-async function waitText(page, selector, re, timeout = WAIT) {
-  try {
-    await page.waitForFunction(([sel, src, flags]) => {
-      const el = document.querySelector(sel);
-      return !!el && new RegExp(src, flags).test(el.textContent);
-    }, [selector, re.source, re.flags], { timeout });
-  } catch (e) {
-    const text = await page.locator(selector).first().textContent().catch(() => '(absent)');
-    throw new Error(`${selector} never matched ${re} on ${page.url()}; it reads: ${text}`);
-  }
-  return page.locator(selector).first().textContent();
-}
-
-async function signIn(page, username, next = '/') {
-  await page.goto(`${BASE}/login?next=${encodeURIComponent(next)}`);
-  // With the keyboard only: the form must work without a mouse.
-  await page.locator('#username').focus();
-  await page.keyboard.type(username);
-  await page.keyboard.press('Tab');
-  await page.keyboard.type(PASSWORD);
-  await page.keyboard.press('Enter');
-  await page.waitForURL(`${BASE}${next}`);
-  await waitText(page, '#nav', new RegExp(`${username}\\s*Sign out`));
-}
-
-async function apiLogin(username) {
-  const r = await fetch(`${BASE}/api/v1/auth/login`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username, password: PASSWORD }),
-  });
-  assert.equal(r.status, 200, `login of ${username}`);
-  return (await r.json()).access_token;
-}
-
-const steps = [];
-const step = (name, fn) => steps.push([name, fn]);
 
 // Reschedules a sale, as the admin, to start `secs` from now by the shop's
 // clock.
@@ -404,21 +331,5 @@ step('a new shopper registers, and user1 signs out for real', async () => {
   assert.equal((await me.json()).error.code, 'token_revoked');
 });
 
-let failed = false;
-for (const [name, fn] of steps) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failed = true;
-    console.error(`FAIL ${name}: ${e.stack || e}`);
-    for (const [i, p] of pages.entries()) {
-      await p.screenshot({ path: `${SHOTS}/failure-${i}.png`, fullPage: true }).catch(() => {});
-    }
-    break;
-  }
-}
-await browser.close();
-console.log(`RESULT ${JSON.stringify(result)}`);
-process.exit(failed ? 1 : 0);
+paymentSteps();
+await run();

@@ -1,8 +1,10 @@
 // The admin's pages: products and sales (create, schedule, reschedule,
-// cancel), the live view of one sale, and users with their roles. The role
-// check here only decides what to draw; the API refuses everyone else.
+// cancel), the live view of one sale (with its orders), and users with
+// their roles. The role check here only decides what to draw; the API
+// refuses everyone else.
 
 import { api, session } from './api.js';
+import { saleOrders } from './admin-orders.js';
 import {
   h, money, when, stateBadge, errorBox, loadInto, field, setTitle, notAllowed, signInHref,
   localToIso, isoToLocal, STATE_LABEL,
@@ -241,7 +243,8 @@ export async function adminSalePage(content) {
   const head = h('div');
   const note = h('p', { class: 'muted small', id: 'refreshed' });
   const problem = h('div');
-  content.replaceChildren(head, figures, problem, note);
+  const orders = h('section', { 'aria-labelledby': 'h-orders' });
+  content.replaceChildren(head, figures, problem, note, orders);
 
   let sale;
   try {
@@ -270,6 +273,8 @@ export async function adminSalePage(content) {
     figures.replaceChildren(
       figure('Sold', 'sold', stats.sold),
       figure('Remaining', 'remaining', stats.remaining),
+      figure('Waiting for payment', 'pending', stats.pending),
+      figure('Paid', 'paid', stats.paid),
       figure('Buyers', 'buyers', stats.buyers),
       figure('Orders', 'orders', stats.orders),
       figure('Revenue', 'revenue', money(stats.revenue_cents, sale.product.currency)),
@@ -296,6 +301,8 @@ export async function adminSalePage(content) {
   }
   await tick();
   if (stopped) return;
+  // A cancel changes the figures at once, not at the next tick.
+  await saleOrders(orders, sale, tick);
   // Stats come from the database every 2 s; the state badge follows SSE.
   const timer = setInterval(() => { if (!stopped) tick(); }, 2000);
   const events = new EventSource(`/api/v1/sales/${id}/events`);

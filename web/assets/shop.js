@@ -1,12 +1,12 @@
-// The shopper's pages: front page, sales list, the sale page (countdown on
-// the shop's clock, live stock over SSE, the buy button), sign in, register
-// and my orders.
+// The shopper's pages: front page, sales list, and the sale page (countdown
+// on the shop's clock, live stock over SSE, the buy button).
 
-import { api, timed, session, login, register, ApiError } from './api.js';
+import { api, timed, session, ApiError } from './api.js';
 import {
-  h, money, when, duration, parseTime, stateBadge, STATE_LABEL, errorBox, loadInto, field,
-  setTitle, signInHref,
+  h, money, when, duration, parseTime, stateBadge, STATE_LABEL, loadInto, setTitle, signInHref,
+  ShopClock,
 } from './ui.js';
+import { holdBox } from './orders.js';
 
 function saleCard(sale) {
   const p = sale.product;
@@ -62,39 +62,6 @@ export async function salesList(content) {
   });
 }
 
-/**
- * The shop's clock, estimated from answers that carry `server_time`: the
- * offset from this page's monotonic clock is taken from the answer that came
- * back fastest (its time lies mid-way through the round trip), and pushed
- * forward whenever a message shows the shop was already later than we
- * thought. The browser's own date and time play no part.
- */
-class ShopClock {
-  constructor() {
-    this.offset = null;
-    this.bestRtt = Infinity;
-  }
-
-  sample(serverIso, sent, received) {
-    const rtt = received - sent;
-    if (rtt < this.bestRtt) {
-      this.bestRtt = rtt;
-      this.offset = parseTime(serverIso) - (sent + received) / 2;
-    }
-    this.atLeast(serverIso);
-  }
-
-  // A message cannot arrive before the shop wrote it.
-  atLeast(serverIso) {
-    const floor = parseTime(serverIso) - performance.now();
-    if (this.offset === null || floor > this.offset) this.offset = floor;
-  }
-
-  now() {
-    return performance.now() + (this.offset ?? 0);
-  }
-}
-
 export async function salePage(content) {
   const id = Number(location.pathname.split('/')[2]);
   const clock = new ShopClock();
@@ -128,6 +95,7 @@ export async function salePage(content) {
   const meter = h('div', { class: 'meter', 'aria-hidden': 'true' }, h('div', { class: 'meter-fill' }));
   const buy = h('button', { type: 'button', id: 'buy', class: 'buy' }, 'Buy now');
   const result = h('div', { id: 'result', class: 'result', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' });
+  const holdSlot = h('div', { id: 'hold' });
   const live = h('p', { id: 'live', class: 'muted small' }, 'Connecting to live updates…');
 
   content.replaceChildren(h('div', { class: 'sale' },
@@ -140,7 +108,7 @@ export async function salePage(content) {
         `${when(sale.starts_at)} – ${when(sale.ends_at)}`)),
     h('section', { class: 'sale-box', 'aria-label': 'Buy' },
       h('p', { class: 'countdown' }, countdownLabel, ' ', countdown),
-      stock, meter, buy, result, live)));
+      stock, meter, buy, result, holdSlot, live)));
 
   function effectiveState() {
     // Between server messages the window edges are judged by the shop's clock.
@@ -224,6 +192,17 @@ export async function salePage(content) {
     clearInterval(poll);
   });
 
+  // A won hold: its countdown and the Pay button. When the hold runs out
+  // the unit goes back, and the stock shown follows.
+  function showHold(order) {
+    holdSlot.replaceChildren(holdBox({ ...order, currency: p.currency }, clock, {
+      onRunOut: () => {
+        show('warn', h('strong', {}, 'Hold ran out. '), `Order ${order.number} was not paid in time. `,
+          h('a', { href: `/orders/${order.id}` }, 'See the order'));
+      },
+    }));
+  }
+
   function show(kind, ...parts) {
     result.className = `result result-${kind}`;
     result.replaceChildren(h('p', {}, ...parts));
@@ -240,9 +219,15 @@ export async function salePage(content) {
     show('info', 'Buying…');
     try {
       const order = await api(`/sales/${id}/purchase`, { method: 'POST', body: { quantity: 1 } });
-      show('ok', h('strong', {}, 'Bought! '), 'Your order number is ',
-        h('strong', { class: 'order-number' }, order.number), '. ',
-        h('a', { href: '/orders' }, 'See my orders'));
+      if (order.status === 'pending_payment') {
+        show('ok', h('strong', {}, 'Won! '), 'Order ', h('strong', { class: 'order-number' }, order.number),
+          ' is held for you until you pay. ', h('a', { href: `/orders/${order.id}` }, 'See the order'));
+        showHold(order);
+      } else {
+        show('ok', h('strong', {}, 'Bought! '), 'Your order number is ',
+          h('strong', { class: 'order-number' }, order.number), '. ',
+          h('a', { href: `/orders/${order.id}` }, 'See the order'));
+      }
       // The stock with this order in it, without waiting for the next push.
       timed(`/sales/${id}/status`).then(({ data, sent, received }) => {
         clock.sample(data.server_time, sent, received);
@@ -265,10 +250,18 @@ export async function salePage(content) {
         view.state = 'sold_out';
         show('bad', h('strong', {}, 'Sold out. '), 'Every unit has been sold.');
         break;
-      case 'already_purchased':
+      case 'already_purchased': {
+        const held = e.details && e.details.order_id;
         show('warn', h('strong', {}, 'Already bought. '), 'You already have an order in this sale (one per person). ',
-          h('a', { href: '/orders' }, 'See my orders'));
+          h('a', { href: held ? `/orders/${held}` : '/orders' }, held ? 'See the order' : 'See my orders'));
+        // An order still waiting for payment can be paid from here.
+        if (held) {
+          api(`/orders/${held}`).then((o) => {
+            if (o.status === 'pending_payment') showHold(o);
+          }).catch(() => {});
+        }
         break;
+      }
       case 'sale_not_started':
         show('warn', h('strong', {}, 'Not started yet. '), 'The button opens when the sale starts.');
         timed(`/sales/${id}/status`).then(({ data, sent, received }) => {
@@ -310,157 +303,4 @@ export async function salePage(content) {
   // The countdown ticks on the shop's clock; the button opens at the start
   // without a reload.
   setInterval(render, 250);
-}
-
-export async function loginPage(content) {
-  const next = new URLSearchParams(location.search).get('next');
-  // Only paths on this site, never another origin.
-  const target = next && next.startsWith('/') && !next.startsWith('//') ? next : '/';
-  const user = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true });
-  const pass = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
-  const msg = h('div', { id: 'form-msg', 'aria-live': 'assertive' });
-  const submit = h('button', { type: 'submit' }, 'Sign in');
-  const form = h('form', { class: 'form narrow', novalidate: true },
-    field('Username or email', user), field('Password', pass), submit, msg,
-    h('p', {}, 'New here? ', h('a', { href: '/register' }, 'Create an account')),
-    h('p', {}, h('a', { href: '/forgot' }, 'Forgot your password?')));
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    if (!user.value || !pass.value) {
-      msg.replaceChildren(h('p', { class: 'alert alert-error', role: 'alert' }, 'Enter your username and password.'));
-      return;
-    }
-    submit.disabled = true;
-    msg.replaceChildren(h('p', { class: 'muted' }, 'Signing in…'));
-    try {
-      await login(user.value.trim(), pass.value);
-      location.assign(target);
-    } catch (err) {
-      msg.replaceChildren(err.code === 'invalid_credentials'
-        ? h('p', { class: 'alert alert-error', role: 'alert' }, 'Wrong username or password.')
-        : errorBox(err, () => form.requestSubmit()));
-      submit.disabled = false;
-    }
-  });
-  content.replaceChildren(form);
-  user.focus();
-}
-
-export async function registerPage(content) {
-  const user = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true, minlength: 3, maxlength: 32 });
-  const email = h('input', { id: 'email', name: 'email', type: 'email', autocomplete: 'email', required: true });
-  const pass = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8, maxlength: 128 });
-  const msg = h('div', { id: 'form-msg', 'aria-live': 'assertive' });
-  const submit = h('button', { type: 'submit' }, 'Create account');
-  const form = h('form', { class: 'form narrow', novalidate: true },
-    field('Username', user, '3 to 32 letters, digits, _ . or -'),
-    field('Email', email),
-    field('Password', pass, 'At least 8 characters'),
-    submit, msg);
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    submit.disabled = true;
-    try {
-      await register(user.value.trim(), email.value.trim(), pass.value);
-      location.assign('/');
-    } catch (err) {
-      const text = {
-        username_taken: 'That username is taken.',
-        email_taken: 'An account with that email exists. Sign in instead.',
-      }[err.code];
-      msg.replaceChildren(text
-        ? h('p', { class: 'alert alert-error', role: 'alert' }, text)
-        : errorBox(err, () => form.requestSubmit()));
-      submit.disabled = false;
-    }
-  });
-  content.replaceChildren(form);
-  user.focus();
-}
-
-export async function forgotPage(content) {
-  const email = h('input', { id: 'email', name: 'email', type: 'email', autocomplete: 'email', required: true });
-  const msg = h('div', { id: 'form-msg', 'aria-live': 'assertive' });
-  const submit = h('button', { type: 'submit' }, 'Send me a reset link');
-  const form = h('form', { class: 'form narrow', novalidate: true },
-    h('p', {}, 'Enter the email address of your account. We will send a link to choose a new password.'),
-    field('Email', email), submit, msg);
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    submit.disabled = true;
-    try {
-      await api('/auth/forgot', { method: 'POST', body: { email: email.value.trim() }, auth: false });
-      // The same answer whether or not the address has an account.
-      form.replaceChildren(h('p', { class: 'alert alert-ok', role: 'status' },
-        'If this address belongs to an account, a reset link is on its way. It works once, for one hour.'));
-    } catch (err) {
-      msg.replaceChildren(errorBox(err, () => form.requestSubmit()));
-      submit.disabled = false;
-    }
-  });
-  content.replaceChildren(form);
-  email.focus();
-}
-
-export async function resetPage(content) {
-  const token = new URLSearchParams(location.search).get('token') || '';
-  const pass = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8, maxlength: 128 });
-  const again = h('input', { id: 'confirm', name: 'confirm', type: 'password', autocomplete: 'new-password', required: true, minlength: 8, maxlength: 128 });
-  const msg = h('div', { id: 'form-msg', 'aria-live': 'assertive' });
-  const submit = h('button', { type: 'submit' }, 'Set the new password');
-  const form = h('form', { class: 'form narrow', novalidate: true },
-    field('New password', pass, 'At least 8 characters'), field('The same again', again), submit, msg);
-  form.addEventListener('submit', async (e) => {
-    e.preventDefault();
-    if (pass.value !== again.value) {
-      msg.replaceChildren(h('p', { class: 'alert alert-error', role: 'alert' }, 'The two passwords differ.'));
-      return;
-    }
-    submit.disabled = true;
-    try {
-      await api('/auth/reset', { method: 'POST', body: { token, password: pass.value }, auth: false });
-      form.replaceChildren(h('p', { class: 'alert alert-ok', role: 'status' },
-        'Your password is changed. ', h('a', { href: '/login' }, 'Sign in'), ' with it.'));
-    } catch (err) {
-      msg.replaceChildren(err.code === 'invalid_token'
-        ? h('p', { class: 'alert alert-error', role: 'alert' }, err.message, ' ',
-          h('a', { href: '/forgot' }, 'Ask for a new link'))
-        : errorBox(err, () => form.requestSubmit()));
-      submit.disabled = false;
-    }
-  });
-  content.replaceChildren(form);
-  pass.focus();
-}
-
-export async function ordersPage(content) {
-  if (!session()) {
-    content.replaceChildren(h('p', {}, h('a', { href: signInHref() }, 'Sign in'), ' to see your orders.'));
-    return;
-  }
-  await loadInto(content, async () => {
-    const orders = (await api('/orders?limit=100')).items;
-    // Orders name their product by id; read each product once.
-    const ids = [...new Set(orders.map((o) => o.product_id))];
-    const products = await Promise.all(ids.map((pid) => api(`/products/${pid}`, { auth: false })));
-    return { orders, products: new Map(products.map((p) => [p.id, p])) };
-  }, ({ orders, products }) => {
-    if (!orders.length) {
-      content.append(h('p', {}, 'No orders yet. ', h('a', { href: '/sales' }, 'See the sales')));
-      return;
-    }
-    content.append(h('div', { class: 'table-wrap' }, h('table', { id: 'orders' },
-      h('caption', { class: 'sr-only' }, 'My orders, newest first'),
-      h('thead', {}, h('tr', {}, ['Order', 'Product', 'Qty', 'Total', 'Status', 'Placed'].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, orders.map((o) => {
-        const p = products.get(o.product_id);
-        return h('tr', {},
-          h('td', { class: 'order-number' }, o.number),
-          h('td', {}, h('a', { href: `/sales/${o.sale_id}` }, p ? p.name : `#${o.product_id}`)),
-          h('td', {}, o.quantity),
-          h('td', {}, money(o.total_cents, p ? p.currency : 'EUR')),
-          h('td', {}, o.status),
-          h('td', {}, when(o.created_at)));
-      })))));
-  });
 }

@@ -150,3 +150,51 @@ export function notAllowed(container, what) {
     h('p', {}, h('strong', {}, 'Not allowed. '), what),
     h('p', {}, h('a', { href: '/' }, 'Back to the shop'))));
 }
+
+/**
+ * The shop's clock, estimated from answers that carry `server_time`: the
+ * offset from this page's monotonic clock is taken from the answer that came
+ * back fastest (its time lies mid-way through the round trip), and pushed
+ * forward whenever a message shows the shop was already later than we
+ * thought. The browser's own date and time play no part.
+ */
+export class ShopClock {
+  constructor() {
+    this.offset = null;
+    this.bestRtt = Infinity;
+  }
+
+  sample(serverIso, sent, received) {
+    const rtt = received - sent;
+    if (rtt < this.bestRtt) {
+      this.bestRtt = rtt;
+      this.offset = parseTime(serverIso) - (sent + received) / 2;
+    }
+    this.atLeast(serverIso);
+  }
+
+  // A message cannot arrive before the shop wrote it.
+  atLeast(serverIso) {
+    const floor = parseTime(serverIso) - performance.now();
+    if (this.offset === null || floor > this.offset) this.offset = floor;
+  }
+
+  now() {
+    return performance.now() + (this.offset ?? 0);
+  }
+}
+
+/** What each order status means, in a word or two. */
+export const ORDER_LABEL = {
+  pending_payment: 'Waiting for payment',
+  paid: 'Paid',
+  confirmed: 'Confirmed',
+  payment_failed: 'Payment failed',
+  expired: 'Expired',
+  cancelled: 'Cancelled',
+  refunded: 'Refunded',
+};
+
+export function orderBadge(status) {
+  return h('span', { class: `badge order-${status}` }, ORDER_LABEL[status] || status);
+}
