@@ -1,7 +1,8 @@
 # flashsale: release image.
 #
 #   docker build -t flashsale .
-#   docker run --rm -e DATABASE_URL=postgres://... -e JWT_SECRET=... -p 8080:8080 flashsale
+#   docker run --rm -e DATABASE_URL=postgres://... -e JWT_SECRET=... \
+#       -e PAYMENT_WEBHOOK_SECRET=... -p 8080:8080 flashsale
 #
 # The image runs against an external PostgreSQL (DATABASE_URL); it carries no
 # PostgreSQL server, so the embedded mode is not available inside it.

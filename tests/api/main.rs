@@ -22,4 +22,5 @@ mod payments;
 mod purchase;
 mod rbac;
 mod sales;
+mod tls;
 mod validation;
