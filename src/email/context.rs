@@ -76,13 +76,12 @@ async fn order_context(pool: &PgPool, order_id: Option<i64>) -> Result<Value, Se
         unit_price_cents: i64,
         total_cents: i64,
         created_at: DateTime<Utc>,
-        expires_at: Option<DateTime<Utc>>,
         product: String,
         currency: String,
     }
     let order: Option<OrderRow> = sqlx::query_as(
         "select o.number, o.quantity, o.unit_price_cents, o.total_cents, o.created_at,
-                o.expires_at, p.name as product, p.currency
+                p.name as product, p.currency
            from purchase_order o join product p on p.id = o.product_id
           where o.id = $1",
     )
@@ -98,8 +97,6 @@ async fn order_context(pool: &PgPool, order_id: Option<i64>) -> Result<Value, Se
         "total": money(o.total_cents, &o.currency),
         "ordered_at": o.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
         "order_id": order_id,
-        // A hold waits for payment until then; `null`: confirmed at once.
-        "pay_by": o.expires_at.map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
     }))
 }
 
