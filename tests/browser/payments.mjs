@@ -61,6 +61,10 @@ export function paymentSteps() {
     assert.ok(mm * 60 + ss <= HOLD_SECS && mm * 60 + ss >= HOLD_SECS - 60,
       `the hold's countdown ${left} runs on the shop's clock from ${HOLD_SECS} s`);
     await shot(payer, 'sale-hold');
+    // Coming back to the sale page later shows the unpaid hold again.
+    await payer.reload();
+    await waitText(payer, '#result .order-number', new RegExp(`^${order.number}$`));
+    await waitText(payer, '#hold-countdown', /^\d\d:\d\d$/);
 
     await toPaymentPage(payer);
     await waitText(payer, '#charge-amount', /24[.,]90/);

@@ -300,6 +300,18 @@ export async function salePage(content) {
 
   buy.addEventListener('click', purchase);
   render();
+  // Back on the page with a hold in this sale that is not paid yet: show
+  // it, with its countdown and Pay.
+  if (session()) {
+    api('/orders?limit=100').then(({ items }) => {
+      const held = items.find((o) => o.sale_id === id && o.status === 'pending_payment');
+      if (held && !holdSlot.firstChild) {
+        show('ok', 'Order ', h('strong', { class: 'order-number' }, held.number),
+          ' is held for you until you pay. ', h('a', { href: `/orders/${held.id}` }, 'See the order'));
+        showHold(held);
+      }
+    }).catch(() => {});
+  }
   // The countdown ticks on the shop's clock; the button opens at the start
   // without a reload.
   setInterval(render, 250);
