@@ -72,7 +72,10 @@ pub async fn register(
 }
 
 /// Checks a username (or email) and password. Unknown users and wrong
-/// passwords get the same answer, after the same amount of work.
+/// passwords get the same answer, after the same amount of work: the work of
+/// a hash at the configured cost, whatever the cost of the stored hash (see
+/// [`password::verify_at`]). A stored hash of another cost is replaced by one
+/// at the configured cost once the password is known to be right.
 pub async fn login(ctx: &AuthContext, login: &str, pw: String) -> Result<Session, ApiError> {
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -94,11 +97,23 @@ pub async fn login(ctx: &AuthContext, login: &str, pw: String) -> Result<Session
         password::verify_dummy(pw, ctx.bcrypt_cost).await?;
         return Err(ApiError::InvalidCredentials);
     };
-    if !password::verify(pw, row.password_hash).await? {
+    let stale = password::cost_of(&row.password_hash) != Some(ctx.bcrypt_cost);
+    let pw_again = stale.then(|| pw.clone());
+    if !password::verify_at(pw, row.password_hash.clone(), ctx.bcrypt_cost).await? {
         return Err(ApiError::InvalidCredentials);
     }
     if row.disabled {
         return Err(ApiError::Forbidden("this account is disabled"));
+    }
+    if let Some(pw) = pw_again {
+        let hash = password::hash(pw, ctx.bcrypt_cost).await?;
+        // Only over the hash just checked: a password changed meanwhile wins.
+        sqlx::query("update app_user set password_hash = $3 where id = $1 and password_hash = $2")
+            .bind(row.user.id)
+            .bind(&row.password_hash)
+            .bind(hash)
+            .execute(&ctx.pool)
+            .await?;
     }
     sign_in(ctx, row.user).await
 }

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_error, body, spawn_app, spawn_app_with, TestApp};
 
 mod families;
+mod hashing;
 
 pub(super) const GOOD_PASSWORD: &str = "a-long-enough-password";
 
