@@ -1,6 +1,14 @@
 //! Request extractors whose failures go through [`ApiError`]: a JSON body
-//! (not JSON → `bad_request`, wrong shape → `validation_failed` naming the
-//! field, over 64 KiB → `payload_too_large`) and the client IP.
+//! (not JSON, or not sent as `Content-Type: application/json` →
+//! `bad_request`, wrong shape → `validation_failed` naming the field, over
+//! 64 KiB → `payload_too_large`) and the client IP.
+//!
+//! The content type is required because a page on another site may post a
+//! form whose body happens to be JSON (`text/plain`, or a form encoding)
+//! without asking; `application/json` it may send only after a CORS
+//! preflight, which this server never grants. So no other site can sign a
+//! visitor in, or act for them. DESIGN §4 answers any unusable body with
+//! `400 bad_request` (it has no 415), and so does this.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -29,8 +37,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = Fut<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
         let body = read_body(req, payload);
-        Box::pin(async move { parse_json(&body.await?).map(Json) })
+        Box::pin(async move {
+            let body = body.await?;
+            require_json(json, &body)?;
+            parse_json(&body).map(Json)
+        })
     }
 }
 
@@ -39,15 +52,39 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
     type Future = Fut<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let json = is_json(req);
         let body = read_body(req, payload);
         Box::pin(async move {
             let body = body.await?;
+            // Nothing sent needs no content type.
             if body.iter().all(|b| b.is_ascii_whitespace()) {
                 return Ok(OptionalJson(None));
             }
+            require_json(json, &body)?;
             parse_json(&body).map(|v| OptionalJson(Some(v)))
         })
     }
+}
+
+/// Whether the request says its body is `application/json` (parameters such
+/// as `charset` allowed; case does not matter).
+fn is_json(req: &HttpRequest) -> bool {
+    use actix_web::HttpMessage;
+    req.mime_type().ok().flatten().is_some_and(|m| {
+        use actix_web::mime;
+        m.type_() == mime::APPLICATION && m.subtype() == mime::JSON && m.suffix().is_none()
+    })
+}
+
+/// `bad_request` for a body that was sent without the JSON content type (an
+/// empty one is left to [`parse_json`], which asks for an object).
+fn require_json(json: bool, body: &[u8]) -> Result<(), ApiError> {
+    if json || body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(());
+    }
+    Err(ApiError::BadRequest(
+        "send the request body as JSON, with the header `Content-Type: application/json`".into(),
+    ))
 }
 
 /// A request body as raw bytes (at most [`MAX_BODY_BYTES`]), for a route

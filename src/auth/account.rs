@@ -123,12 +123,9 @@ pub async fn reset_password(
     .bind(hash)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "update refresh_token set revoked_at = now() where user_id = $1 and revoked_at is null",
-    )
-    .bind(user)
-    .execute(&mut *tx)
-    .await?;
+    // Every session ends; access tokens live out their short lifetime.
+    let sessions = super::family::lock_live(&mut tx, user).await?;
+    super::family::end(&mut tx, &sessions, Duration::ZERO).await?;
     announce(&mut *tx, Announcement::UserChanged(user)).await?;
     tx.commit().await?;
     Ok(user)
@@ -149,9 +146,9 @@ pub async fn unsubscribe(pool: &PgPool, token: Uuid) -> Result<(), ApiError> {
 }
 
 /// Changes a signed-in user's password, given the current one, and ends the
-/// account's other sessions: their refresh tokens die, and the access token
-/// each of them holds is revoked on every instance at once. The session that
-/// asked stays signed in.
+/// account's other sessions: their refresh-token families end, and every
+/// access token issued in them is revoked on every instance at once. The
+/// session that asked (its whole family) stays signed in.
 pub async fn change_password(
     ctx: &super::AuthContext,
     user: &super::AuthUser,
@@ -178,30 +175,13 @@ pub async fn change_password(
         .bind(hash)
         .execute(&mut *tx)
         .await?;
-    // Every other live session: its refresh token, and its access token until
-    // that would have expired anyway.
-    let ended: Vec<(Uuid, f64)> = sqlx::query_as(
-        "with ended as (
-             update refresh_token set revoked_at = now()
-              where user_id = $1 and revoked_at is null and access_jti <> $2
-             returning access_jti, created_at + make_interval(secs => $3) as expires_at)
-         insert into revoked_token (jti, user_id, expires_at)
-         select access_jti, $1, expires_at from ended where expires_at > now()
-         on conflict (jti) do nothing
-         returning jti, extract(epoch from expires_at)::float8",
-    )
-    .bind(user.id)
-    .bind(user.jti)
-    .bind(ctx.jwt.ttl().as_secs_f64())
-    .fetch_all(&mut *tx)
-    .await?;
-    for (jti, exp) in &ended {
-        let exp = *exp as i64;
-        announce(&mut *tx, Announcement::Revoked { jti: *jti, exp }).await?;
-    }
+    // Every other session (refresh-token family): its refresh tokens, and
+    // every access token issued in it that may still be alive.
+    let this = super::family::of_access(&mut tx, user.jti).await?;
+    let mut others = super::family::lock_live(&mut tx, user.id).await?;
+    others.retain(|f| Some(*f) != this);
+    let ended = super::family::end(&mut tx, &others, ctx.jwt.ttl()).await?;
     tx.commit().await?;
-    for (jti, exp) in ended {
-        ctx.cache.revoke(jti, exp as i64);
-    }
+    super::family::forget(ctx, &ended);
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod account;
 pub mod cache;
 pub mod context;
 pub mod extractor;
+pub mod family;
 pub mod jwt;
 pub mod password;
 pub mod service;

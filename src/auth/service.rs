@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::cache::{announce, Announcement};
-use super::{password, AuthContext, AuthUser, Role};
+use super::{family, password, AuthContext, AuthUser, Role};
 use crate::domain::{Email, Password, Username};
 use crate::error::ApiError;
 
@@ -68,11 +68,14 @@ pub async fn register(
     .bind(&token)
     .fetch_one(&ctx.pool)
     .await?;
-    issue_session(ctx, user).await
+    sign_in(ctx, user).await
 }
 
 /// Checks a username (or email) and password. Unknown users and wrong
-/// passwords get the same answer, after the same amount of work.
+/// passwords get the same answer, after the same amount of work: the work of
+/// a hash at the configured cost, whatever the cost of the stored hash (see
+/// [`password::verify_at`]). A stored hash of another cost is replaced by one
+/// at the configured cost once the password is known to be right.
 pub async fn login(ctx: &AuthContext, login: &str, pw: String) -> Result<Session, ApiError> {
     #[derive(sqlx::FromRow)]
     struct Row {
@@ -94,35 +97,62 @@ pub async fn login(ctx: &AuthContext, login: &str, pw: String) -> Result<Session
         password::verify_dummy(pw, ctx.bcrypt_cost).await?;
         return Err(ApiError::InvalidCredentials);
     };
-    if !password::verify(pw, row.password_hash).await? {
+    let stale = password::cost_of(&row.password_hash) != Some(ctx.bcrypt_cost);
+    let pw_again = stale.then(|| pw.clone());
+    if !password::verify_at(pw, row.password_hash.clone(), ctx.bcrypt_cost).await? {
         return Err(ApiError::InvalidCredentials);
     }
     if row.disabled {
         return Err(ApiError::Forbidden("this account is disabled"));
     }
-    issue_session(ctx, row.user).await
+    if let Some(pw) = pw_again {
+        let hash = password::hash(pw, ctx.bcrypt_cost).await?;
+        // Only over the hash just checked: a password changed meanwhile wins.
+        sqlx::query("update app_user set password_hash = $3 where id = $1 and password_hash = $2")
+            .bind(row.user.id)
+            .bind(&row.password_hash)
+            .bind(hash)
+            .execute(&ctx.pool)
+            .await?;
+    }
+    sign_in(ctx, row.user).await
 }
 
-/// Trades a refresh token for a new pair. The old refresh token dies in the
-/// same statement that finds it, so it can be used once only.
+/// Trades a refresh token for a new pair; the old one dies in the same
+/// transaction. A token presented again after it was traded ends its whole
+/// family, and is refused (see [`family`]).
 pub async fn refresh(ctx: &AuthContext, refresh_token: &str) -> Result<Session, ApiError> {
-    let user: Option<User> = sqlx::query_as(&format!(
-        "with used as (
-             update refresh_token set revoked_at = now()
-              where token_hash = $1 and revoked_at is null and expires_at > now()
-             returning user_id)
-         select {USER_COLUMNS} from app_user
-          where id = (select user_id from used) and disabled_at is null"
+    let mut tx = ctx.pool.begin().await?;
+    let presented = family::present(&mut tx, &hash_token(refresh_token), ctx.jwt.ttl()).await?;
+    let (family, user_id) = match presented {
+        family::Presented::Rotated { family, user_id } => (family, user_id),
+        family::Presented::Reused(revoked) => {
+            tx.commit().await?;
+            family::forget(ctx, &revoked);
+            tracing::warn!("a rotated refresh token was presented again: its session is ended");
+            return Err(ApiError::Unauthorized(
+                "this refresh token was used already: the session is ended, sign in again",
+            ));
+        }
+        family::Presented::Invalid => {
+            return Err(ApiError::Unauthorized("the refresh token is not valid"))
+        }
+    };
+    let user: User = sqlx::query_as(&format!(
+        "select {USER_COLUMNS} from app_user where id = $1"
     ))
-    .bind(hash_token(refresh_token))
-    .fetch_optional(&ctx.pool)
+    .bind(user_id)
+    .fetch_one(&mut *tx)
     .await?;
-    let user = user.ok_or(ApiError::Unauthorized("the refresh token is not valid"))?;
-    issue_session(ctx, user).await
+    let session = issue_session(ctx, &mut tx, family, user).await?;
+    tx.commit().await?;
+    Ok(session)
 }
 
-/// Revokes the access token in use and every refresh token issued with it,
-/// here at once and on the other instances when they hear of it.
+/// Ends the session of the access token in use: that token, and the whole
+/// refresh-token family it belongs to (so also the session's newer refresh
+/// tokens and their access tokens, when an older access token logs out), here
+/// at once and on the other instances when they hear of it.
 pub async fn logout(ctx: &AuthContext, user: &AuthUser) -> Result<(), ApiError> {
     let mut tx = ctx.pool.begin().await?;
     sqlx::query(
@@ -134,17 +164,15 @@ pub async fn logout(ctx: &AuthContext, user: &AuthUser) -> Result<(), ApiError> 
     .bind(user.exp as f64)
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "update refresh_token set revoked_at = now() where access_jti = $1 and revoked_at is null",
-    )
-    .bind(user.jti)
-    .execute(&mut *tx)
-    .await?;
     // Every instance learns of the revocation once this commits.
     let (jti, exp) = (user.jti, user.exp);
     announce(&mut *tx, Announcement::Revoked { jti, exp }).await?;
+    let session = family::of_access(&mut tx, jti).await?;
+    family::lock(&mut tx, session.as_slice()).await?;
+    let ended = family::end(&mut tx, session.as_slice(), ctx.jwt.ttl()).await?;
     tx.commit().await?;
     ctx.cache.revoke(jti, exp);
+    family::forget(ctx, &ended);
     Ok(())
 }
 
@@ -159,36 +187,63 @@ pub async fn me(pool: &PgPool, user_id: i64) -> Result<User, ApiError> {
     .ok_or(ApiError::NotFound("no such user"))
 }
 
-/// Deletes revocation and refresh rows that have expired anyway.
+/// Deletes revocation and refresh rows that are of no more use. A rotated
+/// refresh token is kept until it would have expired, so that presenting it
+/// again is recognised as reuse; the tokens of an ended session go a day
+/// after it ended, and a family with no tokens left goes with them.
 pub async fn sweep_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
     let a = sqlx::query("delete from revoked_token where expires_at < now() - interval '1 minute'")
         .execute(pool)
         .await?
         .rows_affected();
     let b = sqlx::query(
-        "delete from refresh_token where expires_at < now() or revoked_at < now() - interval '1 day'",
+        "delete from refresh_token
+          where expires_at < now()
+             or family_id in (select id from token_family
+                               where ended_at < now() - interval '1 day')",
     )
     .execute(pool)
     .await?
     .rows_affected();
-    Ok(a + b)
+    let c = sqlx::query(
+        "delete from token_family f
+          where not exists (select 1 from refresh_token t where t.family_id = f.id)",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(a + b + c)
 }
 
-async fn issue_session(ctx: &AuthContext, user: User) -> Result<Session, ApiError> {
+/// Starts a session for a sign-in: a new family and its first pair.
+async fn sign_in(ctx: &AuthContext, user: User) -> Result<Session, ApiError> {
+    let mut tx = ctx.pool.begin().await?;
+    let family = family::start(&mut tx, user.id).await?;
+    let session = issue_session(ctx, &mut tx, family, user).await?;
+    tx.commit().await?;
+    Ok(session)
+}
+
+/// A new access token, and a refresh token beside it in `family`.
+async fn issue_session(
+    ctx: &AuthContext,
+    conn: &mut PgConnection,
+    family: Uuid,
+    user: User,
+) -> Result<Session, ApiError> {
     let role = Role::parse(&user.role)
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown role {:?}", user.role)))?;
     let (access_token, claims) = ctx.jwt.issue(user.id, role)?;
     let refresh_token = random_token();
-    sqlx::query(
-        "insert into refresh_token (id, user_id, token_hash, access_jti, expires_at)
-         values ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+    let hash = hash_token(&refresh_token);
+    family::add_token(
+        conn,
+        family,
+        user.id,
+        &hash,
+        claims.jti,
+        ctx.refresh_token_ttl,
     )
-    .bind(Uuid::new_v4())
-    .bind(user.id)
-    .bind(hash_token(&refresh_token))
-    .bind(claims.jti)
-    .bind(ctx.refresh_token_ttl.as_secs() as f64)
-    .execute(&ctx.pool)
     .await?;
     Ok(Session {
         user,

@@ -8,6 +8,8 @@ use flashsale::auth::Role;
 
 use crate::helpers::{assert_error, body, spawn_app, PASSWORD};
 
+mod cross_site;
+
 #[tokio::test]
 async fn sale_windows_outside_the_calendar_are_validation_failed() {
     let app = spawn_app().await;

@@ -121,6 +121,21 @@ step('my orders lists the order, refreshing an expired access token once', async
 });
 
 // --- sold out reaches another open page without a reload ---
+step('signing in goes only to pages of this shop, whatever next says', async () => {
+  const page = await newPage();
+  // Sent as they are: a backslash and a tab that browsers read as a slash or
+  // drop, another origin, a scheme.
+  for (const next of ['/%5Cevil.example', '/%09/evil.example', '/%5C%5Cevil.example',
+    '//evil.example', '/%0A/evil.example', 'https://evil.example/', 'javascript:alert(1)']) {
+    await page.goto(`${BASE}/login?next=${next}`);
+    await page.locator('#username').fill(USER2);
+    await page.locator('#password').fill(PASSWORD);
+    await page.locator('#password').press('Enter');
+    await page.waitForURL(`${BASE}/`);
+    await waitText(page, '#nav', new RegExp(`${USER2}\\s*Sign out`));
+  }
+});
+
 step('a sale that sells out shows sold out on another open page', async () => {
   const watcher = await newPage();
   await signIn(watcher, USER2, `/sales/${SALE_LAST}`);

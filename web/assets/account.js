@@ -3,10 +3,25 @@
 import { api, login, register } from './api.js';
 import { h, errorBox, field } from './ui.js';
 
+/**
+ * Where to go after signing in: `next` if it is a page of this shop, else
+ * `/`. Browsers read a backslash as a slash and drop tabs and newlines, so
+ * `/\evil.example` or `/<tab>/evil.example` would leave the site: such
+ * characters are refused outright, and what is left must resolve to this
+ * origin.
+ */
+export function sameSitePath(next) {
+  if (!next || !next.startsWith('/') || /[\\\u0000-\u001f\u007f]/.test(next)) return '/';
+  try {
+    const url = new URL(next, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : '/';
+  } catch {
+    return '/';
+  }
+}
+
 export async function loginPage(content) {
-  const next = new URLSearchParams(location.search).get('next');
-  // Only paths on this site, never another origin.
-  const target = next && next.startsWith('/') && !next.startsWith('//') ? next : '/';
+  const target = sameSitePath(new URLSearchParams(location.search).get('next'));
   const user = h('input', { id: 'username', name: 'username', autocomplete: 'username', required: true });
   const pass = h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
   const msg = h('div', { id: 'form-msg', 'aria-live': 'assertive' });

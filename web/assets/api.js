@@ -74,25 +74,41 @@ async function parse(resp) {
   );
 }
 
-// Refresh tokens rotate, so concurrent 401s must share one refresh.
+// Refresh tokens rotate, and the shop ends a session whose refresh token is
+// presented twice (it cannot tell the second use from a thief's), so every
+// refresh of a session must be the only one: concurrent 401s of this page
+// share one, and the tabs of the shop take turns by a Web Lock; a tab that
+// gets the lock after another refreshed uses the new tokens.
 let refreshing = null;
+
+async function refreshOnce(stale) {
+  const s = session();
+  if (!s || !s.refresh_token) return false;
+  if (s.refresh_token !== stale) return true;
+  try {
+    const resp = await send('/auth/refresh', {
+      method: 'POST', body: { refresh_token: s.refresh_token }, auth: false,
+    });
+    if (resp.ok) {
+      saveSession(await resp.json());
+      return true;
+    }
+    if (resp.status === 401) clearSession();
+    return false;
+  } catch {
+    return false;
+  }
+}
 
 async function refresh() {
   const s = session();
   if (!s || !s.refresh_token) return false;
+  const stale = s.refresh_token;
   refreshing ??= (async () => {
     try {
-      const resp = await send('/auth/refresh', {
-        method: 'POST', body: { refresh_token: s.refresh_token }, auth: false,
-      });
-      if (resp.ok) {
-        saveSession(await resp.json());
-        return true;
-      }
-      if (resp.status === 401) clearSession();
-      return false;
-    } catch {
-      return false;
+      return navigator.locks
+        ? await navigator.locks.request('flashsale.refresh', () => refreshOnce(stale))
+        : await refreshOnce(stale);
     } finally {
       refreshing = null;
     }
