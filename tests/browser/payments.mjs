@@ -58,7 +58,9 @@ export function paymentSteps() {
     result.paid_order = order.number;
     const left = await waitText(payer, '#hold-countdown', /^\d\d:\d\d$/);
     const [mm, ss] = left.split(':').map(Number);
-    assert.ok(mm * 60 + ss <= HOLD_SECS && mm * 60 + ss >= HOLD_SECS - 60,
+    // The page knows the shop's clock to within a request's round trip, and
+    // shows whole seconds rounded up: one second over the hold is that error.
+    assert.ok(mm * 60 + ss <= HOLD_SECS + 1 && mm * 60 + ss >= HOLD_SECS - 60,
       `the hold's countdown ${left} runs on the shop's clock from ${HOLD_SECS} s`);
     await shot(payer, 'sale-hold');
     // Coming back to the sale page later shows the unpaid hold again.
