@@ -209,15 +209,19 @@ async fn an_unknown_route_returns_404_not_found() {
 }
 
 #[tokio::test]
-async fn a_known_path_with_another_method_returns_404_not_found() {
+async fn a_known_path_with_another_method_returns_405_with_allow() {
     // Arrange
     let app = spawn_app().await;
+    let trace = Method::from_bytes(b"TRACE").expect("a method");
 
-    for (method, path) in [
-        (Method::DELETE, "/api/v1/products"),
-        (Method::PUT, "/api/v1/sales/1"),
-        (Method::GET, "/api/v1/auth/login"),
-        (Method::POST, "/healthz"),
+    for (method, path, allow) in [
+        (Method::DELETE, "/api/v1/products", "GET, POST"),
+        (Method::PUT, "/api/v1/sales/1", "GET, PATCH"),
+        (Method::GET, "/api/v1/auth/login", "POST"),
+        (Method::POST, "/healthz", "GET"),
+        (trace.clone(), "/api/v1/sales", "GET, POST"),
+        (trace, "/api/v1/sales/1/purchase", "POST"),
+        (Method::OPTIONS, "/api/v1/unsubscribe", "GET, POST"),
     ] {
         // Act
         let resp = app
@@ -229,9 +233,18 @@ async fn a_known_path_with_another_method_returns_404_not_found() {
 
         // Assert
         let ct = content_type(&resp);
+        let got_allow = resp
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let (status, v) = body(resp).await;
-        assert_eq!(status, 404, "{method} {path}: {v}");
-        assert_eq!(v["error"]["code"], "not_found", "{method} {path}: {v}");
+        assert_eq!(status, 405, "{method} {path}: {v}");
+        assert_eq!(got_allow.as_deref(), Some(allow), "{method} {path}");
+        assert_eq!(
+            v["error"]["code"], "method_not_allowed",
+            "{method} {path}: {v}"
+        );
         assert_error_shape(&format!("{method} {path}"), status, &ct, &v);
     }
 }
