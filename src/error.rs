@@ -142,16 +142,24 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The body of every error answer; also its schema in the OpenAPI document.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorBody)]
+pub struct ErrorBody<'a> {
     error: ErrorObject<'a>,
 }
 
-#[derive(Serialize)]
-struct ErrorObject<'a> {
+/// `code` is stable and snake_case; `message` is for people.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorObject)]
+pub struct ErrorObject<'a> {
+    #[schema(value_type = String, example = "not_found")]
     code: &'a str,
     message: String,
+    /// Only some errors have it: `validation_failed` names the fields
+    /// (`{"fields": {name: problem}}`), `already_purchased` the order.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, nullable = false)]
     details: Option<Value>,
 }
 

@@ -9,18 +9,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::at;
 use crate::auth::{account, AuthContext, AuthUser};
 use crate::domain::{Email, Password, Problems};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{client_ip, Json};
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/verify", web::get().to(verify))
-        .route("/auth/verify/resend", web::post().to(resend))
-        .route("/auth/forgot", web::post().to(forgot))
-        .route("/auth/reset", web::post().to(reset))
-        .route("/unsubscribe", web::get().to(unsubscribe))
-        .route("/unsubscribe", web::post().to(unsubscribe));
+    cfg.service(at("/auth/verify").get(verify))
+        .service(at("/auth/verify/resend").post(resend))
+        .service(at("/auth/forgot").post(forgot))
+        .service(at("/auth/reset").post(reset))
+        .service(at("/unsubscribe").get(unsubscribe).post(unsubscribe));
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -91,7 +91,8 @@ fn token_of(q: &TokenQuery) -> Result<&str, ApiError> {
 
 #[utoipa::path(get, path = "/api/v1/auth/verify", tag = "auth", params(TokenQuery),
     responses((status = 200, description = "`{\"verified\": true}`, or a page for browsers"),
-              (status = 400, description = "invalid_token")))]
+              (status = 400, description = "invalid_token; a page for browsers",
+              content((ErrorBody = "application/json"), (String = "text/html")))))]
 pub async fn verify(
     auth: web::Data<AuthContext>,
     req: HttpRequest,
@@ -180,9 +181,10 @@ pub async fn reset(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(get, path = "/api/v1/unsubscribe", tag = "auth", params(TokenQuery),
+#[utoipa::path(method(get, post), path = "/api/v1/unsubscribe", tag = "auth", params(TokenQuery),
     responses((status = 200, description = "`{\"unsubscribed\": true}`, or a page for browsers; POST does the same (one-click)"),
-              (status = 400, description = "invalid_token")))]
+              (status = 400, description = "invalid_token; a page for browsers",
+              content((ErrorBody = "application/json"), (String = "text/html")))))]
 pub async fn unsubscribe(
     auth: web::Data<AuthContext>,
     req: HttpRequest,

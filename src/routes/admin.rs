@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
-use super::{Items, Page};
+use super::{at, Items, Page};
 use crate::auth::users::{self, AdminUser, UserChange};
 use crate::auth::{AuthContext, AuthUser, Role};
 use crate::domain::Problems;
@@ -14,12 +14,12 @@ use crate::extract::Json;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/users", web::get().to(list))
-        .route("/admin/users/{id}", web::patch().to(update))
-        .route("/admin/outbox", web::get().to(outbox))
-        .route("/admin/outbox/{id}/retry", web::post().to(retry_email))
-        .route("/admin/jobs", web::get().to(jobs))
-        .route("/admin/jobs/{name}/run", web::post().to(run_job));
+    cfg.service(at("/admin/users").get(list))
+        .service(at("/admin/users/{id}").patch(update))
+        .service(at("/admin/outbox").get(outbox))
+        .service(at("/admin/outbox/{id}/retry").post(retry_email))
+        .service(at("/admin/jobs").get(jobs))
+        .service(at("/admin/jobs/{name}/run").post(run_job));
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/users", tag = "admin", params(Page), security(("bearer" = [])),
@@ -73,6 +73,7 @@ pub struct OutboxQuery {
     /// `pending` (default), `sent` or `dead`.
     pub status: Option<String>,
     /// 1 to 200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
 }
 

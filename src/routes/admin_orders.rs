@@ -4,14 +4,14 @@
 use actix_web::web;
 use serde::Deserialize;
 
-use super::{Items, Page};
+use super::{at, Items, Page};
 use crate::auth::{AuthUser, Role};
 use crate::db::orders::{self, SaleOrder};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/admin/sales/{id}/orders", web::get().to(list));
+    cfg.service(at("/admin/sales/{id}/orders").get(list));
 }
 
 /// The statuses an order can be in.
@@ -31,8 +31,10 @@ pub struct OrdersQuery {
     /// `payment_failed`, `expired`, `cancelled` or `refunded`; all when left out.
     pub status: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// 0 to 100000, default 0.
+    #[param(minimum = 0, maximum = 100000)]
     pub offset: Option<i64>,
 }
 

@@ -3,6 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use super::at;
 use crate::auth::account;
 use crate::auth::service::{self, Session, User};
 use crate::auth::{AuthContext, AuthUser};
@@ -11,12 +12,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{client_ip, Json};
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/register", web::post().to(register))
-        .route("/auth/login", web::post().to(login))
-        .route("/auth/refresh", web::post().to(refresh))
-        .route("/auth/logout", web::post().to(logout))
-        .route("/me", web::get().to(me))
-        .route("/me/password", web::post().to(change_password));
+    cfg.service(at("/auth/register").post(register))
+        .service(at("/auth/login").post(login))
+        .service(at("/auth/refresh").post(refresh))
+        .service(at("/auth/logout").post(logout))
+        .service(at("/me").get(me))
+        .service(at("/me/password").post(change_password));
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -87,7 +88,8 @@ pub struct RefreshRequest {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = Session), (status = 401, description = "unauthorized")))]
+    responses((status = 200, body = Session), (status = 401, description = "unauthorized"),
+              (status = 429, description = "rate_limited")))]
 pub async fn refresh(
     auth: web::Data<AuthContext>,
     req: HttpRequest,

@@ -6,15 +6,16 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
+use super::at;
 use crate::config::ExposeSecret;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/docs", web::get().to(docs_redirect));
+    cfg.service(at("/healthz").get(healthz))
+        .service(at("/readyz").get(readyz))
+        .service(at("/metrics").get(metrics))
+        .service(at("/docs").get(docs_redirect));
 }
 
 /// The process is up.
@@ -42,7 +43,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus text format; with `METRICS_TOKEN` set, only for its bearer.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus text"),
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
               (status = 401, description = "unauthorized: METRICS_TOKEN is set and the bearer token is not it")))]
 pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<HttpResponse> {
     if let Some(token) = &state.settings.metrics_token {

@@ -4,17 +4,17 @@ use actix_web::web;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use super::{Items, Page};
+use super::{at, Items, Page};
 use crate::auth::{AuthUser, Role};
 use crate::db::orders::{self, Order, RevenueLine};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/orders", web::get().to(list))
-        .route("/orders/{id}", web::get().to(get))
-        .route("/admin/orders/{id}/cancel", web::post().to(cancel))
-        .route("/seller/revenue", web::get().to(revenue));
+    cfg.service(at("/orders").get(list))
+        .service(at("/orders/{id}").get(get))
+        .service(at("/admin/orders/{id}/cancel").post(cancel))
+        .service(at("/seller/revenue").get(revenue));
 }
 
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(Page), security(("bearer" = [])),

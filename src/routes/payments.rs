@@ -6,7 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{idempotent, Items};
+use super::{at, idempotent, Items};
 use crate::auth::AuthUser;
 use crate::db::payments::{self, Payment};
 use crate::error::{ApiError, ApiResult};
@@ -16,22 +16,13 @@ use crate::payment::{signature, Paying};
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/orders/{id}/pay", web::post().to(pay))
-        .route("/orders/{id}/payments", web::get().to(list))
-        .route("/payments/webhook", web::post().to(webhook))
-        .route("/test-provider/payments/{id}", web::get().to(test_charge))
-        .route(
-            "/test-provider/payments/{id}/card",
-            web::post().to(test_card),
-        )
-        .route(
-            "/test-provider/payments/{id}/succeed",
-            web::post().to(test_succeed),
-        )
-        .route(
-            "/test-provider/payments/{id}/fail",
-            web::post().to(test_fail),
-        );
+    cfg.service(at("/orders/{id}/pay").post(pay))
+        .service(at("/orders/{id}/payments").get(list))
+        .service(at("/payments/webhook").post(webhook))
+        .service(at("/test-provider/payments/{id}").get(test_charge))
+        .service(at("/test-provider/payments/{id}/card").post(test_card))
+        .service(at("/test-provider/payments/{id}/succeed").post(test_succeed))
+        .service(at("/test-provider/payments/{id}/fail").post(test_fail));
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{id}/pay", tag = "payments", security(("bearer" = [])),
@@ -127,6 +118,7 @@ fn payment_id(raw: &str) -> ApiResult<Uuid> {
 }
 
 #[utoipa::path(get, path = "/api/v1/test-provider/payments/{id}", tag = "test-provider",
+    params(("id" = Uuid, Path, description = "the payment's id at the provider")),
     responses((status = 200, body = TestCharge, description = "the charge, as the provider's hosted page shows it"),
               (status = 400, description = "bad_request: not a payment id"),
               (status = 404, description = "not_found")))]
@@ -147,7 +139,8 @@ pub struct CardBody {
     pub number: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/test-provider/payments/{id}/card", tag = "test-provider", request_body = CardBody,
+#[utoipa::path(post, path = "/api/v1/test-provider/payments/{id}/card", tag = "test-provider",
+    params(("id" = Uuid, Path, description = "the payment's id at the provider")), request_body = CardBody,
     responses((status = 200, body = TestCharge, description = "decided; the shop hears of it by webhook"),
               (status = 400, description = "bad_request"),
               (status = 404, description = "not_found"),
@@ -176,6 +169,7 @@ pub async fn test_card(
 }
 
 #[utoipa::path(post, path = "/api/v1/test-provider/payments/{id}/succeed", tag = "test-provider",
+    params(("id" = Uuid, Path, description = "the payment's id at the provider")),
     responses((status = 200, body = TestCharge, description = "the charge succeeded; the shop hears of it by webhook"),
               (status = 400, description = "bad_request"),
               (status = 404, description = "not_found"),
@@ -192,6 +186,7 @@ pub async fn test_succeed(
 }
 
 #[utoipa::path(post, path = "/api/v1/test-provider/payments/{id}/fail", tag = "test-provider",
+    params(("id" = Uuid, Path, description = "the payment's id at the provider")),
     responses((status = 200, body = TestCharge, description = "the charge failed; the shop hears of it by webhook"),
               (status = 400, description = "bad_request"),
               (status = 404, description = "not_found"),

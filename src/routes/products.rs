@@ -3,7 +3,7 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::{Items, Page};
+use super::{at, Items, Page};
 use crate::auth::{AuthUser, Role};
 use crate::db::products::{self, NewProduct, Product, ProductChange, Sort};
 use crate::domain::{self, Problems};
@@ -12,10 +12,8 @@ use crate::extract::Json;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/products", web::get().to(list))
-        .route("/products", web::post().to(create))
-        .route("/products/{id}", web::get().to(get))
-        .route("/products/{id}", web::patch().to(update));
+    cfg.service(at("/products").get(list).post(create))
+        .service(at("/products/{id}").get(get).patch(update));
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -24,7 +22,9 @@ pub struct ListQuery {
     pub sort: Option<String>,
     /// Only this seller's products (the seller page lists its own this way).
     pub seller_id: Option<i64>,
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    #[param(minimum = 0, maximum = 100000)]
     pub offset: Option<i64>,
 }
 

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::{idempotent, Items, Page};
+use super::{at, idempotent, Items, Page};
 use crate::auth::{AuthUser, Role, Shopper};
 use crate::config::PurchaseMode;
 use crate::db::orders::Order;
@@ -18,21 +18,21 @@ use crate::purchase::PurchaseRequest;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sales", web::get().to(list))
-        .route("/sales", web::post().to(create))
-        .route("/sales/{id}", web::get().to(get))
-        .route("/sales/{id}", web::patch().to(update))
-        .route("/sales/{id}/status", web::get().to(status))
-        .route("/sales/{id}/events", web::get().to(events))
-        .route("/sales/{id}/purchase", web::post().to(purchase))
-        .route("/admin/sales/{id}/stats", web::get().to(stats));
+    cfg.service(at("/sales").get(list).post(create))
+        .service(at("/sales/{id}").get(get).patch(update))
+        .service(at("/sales/{id}/status").get(status))
+        .service(at("/sales/{id}/events").get(events))
+        .service(at("/sales/{id}/purchase").post(purchase))
+        .service(at("/admin/sales/{id}/stats").get(stats));
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
     /// `upcoming`, `active`, `ended` or `cancelled`; all when left out.
     pub state: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
+    #[param(minimum = 0, maximum = 100000)]
     pub offset: Option<i64>,
 }
 
@@ -243,6 +243,7 @@ pub struct PurchaseBody {
 #[utoipa::path(post, path = "/api/v1/sales/{id}/purchase", tag = "sales", request_body(content = PurchaseBody, description = "optional"),
     security(("bearer" = [])),
     responses((status = 201, body = Order),
+              (status = 403, description = "email_not_verified: this shop sells only to confirmed addresses"),
               (status = 404, description = "not_found"),
               (status = 409, description = "sale_not_started, sale_ended, sale_cancelled, sold_out, already_purchased (with `details.order_id`, `details.order_number`), request_in_progress"),
               (status = 422, description = "validation_failed, quantity_exceeds_limit, idempotency_key_reused"),

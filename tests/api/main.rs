@@ -12,6 +12,7 @@ mod combiner;
 mod concurrency;
 mod dockerfile;
 mod email;
+mod fuzz;
 mod holds;
 mod hostile;
 mod idempotency;

@@ -145,48 +145,61 @@ async fn openapi_json_documents_every_route_of_the_contract() {
 }
 
 #[tokio::test]
-async fn docs_serve_the_swagger_ui_and_docs_without_a_slash_redirects() {
+async fn docs_serve_the_swagger_ui_under_a_script_policy_and_docs_without_a_slash_redirects() {
     // Arrange
     let app = spawn_app().await;
     let client = client_without_redirects();
 
     // Act
-    let redirect = client
-        .get(app.url("/docs"))
-        .send()
-        .await
-        .expect("GET /docs");
-    let page = client
-        .get(app.url("/docs/"))
-        .send()
-        .await
-        .expect("GET /docs/");
+    let redirect = client.get(app.url("/docs")).send().await.expect("/docs");
+    let page = client.get(app.url("/docs/")).send().await.expect("/docs/");
 
     // Assert
-    assert!(
-        redirect.status().is_redirection(),
-        "/docs answers {}",
-        redirect.status()
-    );
-    assert_eq!(
-        redirect
-            .headers()
-            .get("location")
-            .and_then(|l| l.to_str().ok()),
-        Some("/docs/")
-    );
+    assert!(redirect.status().is_redirection(), "{}", redirect.status());
+    let location = redirect
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok());
+    assert_eq!(location, Some("/docs/"));
     assert_eq!(page.status().as_u16(), 200);
     assert!(
         content_type(&page).starts_with("text/html"),
         "{}",
         content_type(&page)
     );
+    // Only the UI's own files run: no inline script, no other origin.
+    let csp = |r: &reqwest::Response| {
+        let v = r.headers().get("content-security-policy");
+        v.and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let policy = csp(&page);
+    assert!(policy.contains("script-src 'self';"), "{policy}");
+    assert!(
+        policy.contains("frame-ancestors 'none'") && !policy.contains("unsafe-"),
+        "{policy}"
+    );
     let html = page.text().await.expect("html");
     assert!(html.to_lowercase().contains("swagger"), "{html}");
-    let init = app.get("/docs/swagger-initializer.js", None).await;
-    assert_eq!(init.status().as_u16(), 200, "served from the binary");
-    let js = init.text().await.expect("js");
-    assert!(js.contains("/openapi.json"), "the UI reads our spec: {js}");
+    let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+    assert!(!scripts.is_empty(), "{html}");
+    for tag in scripts {
+        let src = tag.split("src=\"").nth(1).and_then(|s| s.split('"').next());
+        let src = src.unwrap_or_else(|| panic!("an inline script, which the policy blocks: {tag}"));
+        let path = format!("/docs/{}", src.trim_start_matches("./"));
+        let asset = app.get(&path, None).await;
+        assert_eq!(
+            asset.status().as_u16(),
+            200,
+            "{path} is served from the binary"
+        );
+        assert_eq!(csp(&asset), policy, "{path}");
+        if path.ends_with("swagger-initializer.js") {
+            let js = asset.text().await.expect("js");
+            assert!(js.contains("/openapi.json"), "the UI reads our spec: {js}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -209,15 +222,19 @@ async fn an_unknown_route_returns_404_not_found() {
 }
 
 #[tokio::test]
-async fn a_known_path_with_another_method_returns_404_not_found() {
+async fn a_known_path_with_another_method_returns_405_with_allow() {
     // Arrange
     let app = spawn_app().await;
+    let trace = Method::from_bytes(b"TRACE").expect("a method");
 
-    for (method, path) in [
-        (Method::DELETE, "/api/v1/products"),
-        (Method::PUT, "/api/v1/sales/1"),
-        (Method::GET, "/api/v1/auth/login"),
-        (Method::POST, "/healthz"),
+    for (method, path, allow) in [
+        (Method::DELETE, "/api/v1/products", "GET, POST"),
+        (Method::PUT, "/api/v1/sales/1", "GET, PATCH"),
+        (Method::GET, "/api/v1/auth/login", "POST"),
+        (Method::POST, "/healthz", "GET"),
+        (trace.clone(), "/api/v1/sales", "GET, POST"),
+        (trace, "/api/v1/sales/1/purchase", "POST"),
+        (Method::OPTIONS, "/api/v1/unsubscribe", "GET, POST"),
     ] {
         // Act
         let resp = app
@@ -229,9 +246,18 @@ async fn a_known_path_with_another_method_returns_404_not_found() {
 
         // Assert
         let ct = content_type(&resp);
+        let got_allow = resp
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let (status, v) = body(resp).await;
-        assert_eq!(status, 404, "{method} {path}: {v}");
-        assert_eq!(v["error"]["code"], "not_found", "{method} {path}: {v}");
+        assert_eq!(status, 405, "{method} {path}: {v}");
+        assert_eq!(got_allow.as_deref(), Some(allow), "{method} {path}");
+        assert_eq!(
+            v["error"]["code"], "method_not_allowed",
+            "{method} {path}: {v}"
+        );
         assert_error_shape(&format!("{method} {path}"), status, &ct, &v);
     }
 }
