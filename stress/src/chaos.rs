@@ -117,10 +117,15 @@ pub struct Struck {
     pub back_us: Option<u64>,
 }
 
-/// Waits for the load to start, then for `chaos.at`, and strikes; returns
-/// `None` if `run_done` turns true first (the run ended before the fault).
-/// Once struck, the fault is carried out to the end (the database is back)
-/// even if the run ends meanwhile.
+/// Orders the run's sales must hold before a fault strikes (with the
+/// database reachable), so that it strikes mid-sale.
+const FIRST_ORDERS: i64 = 10;
+
+/// Waits for the load to start, then for `chaos.at` and the first
+/// [`FIRST_ORDERS`] orders, and strikes; returns `None` if `run_done` turns
+/// true first (the run ended before the fault). Once struck, the fault is
+/// carried out to the end (the database is back) even if the run ends
+/// meanwhile.
 pub async fn strike(
     env: &Environment,
     chaos: Chaos,
@@ -131,6 +136,28 @@ pub async fn strike(
         let start = *clock.wait_for(Option::is_some).await?;
         let start = start.context("the load clock has started")?;
         tokio::time::sleep_until((start + chaos.at).into()).await;
+        // Mid-sale means after the first orders too: on a slow machine the
+        // load may take longer than `at` to sell anything.
+        if let Some(db) = &env.db {
+            let sales: Vec<i64> = env
+                .sales_made()
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default();
+            loop {
+                let sold: i64 = sqlx::query_scalar(
+                    "select count(*) from purchase_order where sale_id = any($1)",
+                )
+                .bind(&sales)
+                .fetch_one(db)
+                .await
+                .unwrap_or(0);
+                if sold >= FIRST_ORDERS {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         anyhow::Ok(start)
     };
     let start = tokio::select! {
