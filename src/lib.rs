@@ -31,6 +31,8 @@ pub mod openapi;
 pub mod payment;
 /// The purchase engine.
 pub mod purchase;
+/// One resource per path, answering 405 to the methods it lacks.
+pub mod resource;
 /// HTTP handlers.
 pub mod routes;
 /// The `flashsale` command line.

@@ -11,6 +11,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
 
+use crate::resource::at;
+
 /// A file served under `/assets/`.
 struct Asset {
     name: &'static str,
@@ -111,12 +113,11 @@ const PAGES: &[(&str, &str, &str)] = &[
 /// Wires the page routes and `/assets/{name}`.
 pub fn config(cfg: &mut web::ServiceConfig) {
     for &(path, page, title) in PAGES {
-        cfg.route(
-            path,
-            web::get().to(move |req: HttpRequest| async move { page_response(&req, page, title) }),
+        cfg.service(
+            at(path).get(move |req: HttpRequest| async move { page_response(&req, page, title) }),
         );
     }
-    cfg.route("/assets/{name}", web::get().to(asset));
+    cfg.service(at("/assets/{name}").get(asset));
 }
 
 fn page_response(req: &HttpRequest, page: &str, title: &str) -> HttpResponse {

@@ -102,3 +102,29 @@ async fn unknown_api_paths_still_answer_the_json_404() {
         assert_error(app.get(path, None).await, 404, "not_found").await;
     }
 }
+
+#[tokio::test]
+async fn a_page_or_asset_with_another_method_is_405_with_allow() {
+    let app = spawn_app().await;
+    let trace = reqwest::Method::from_bytes(b"TRACE").unwrap();
+    for (method, path) in [
+        (trace.clone(), "/sales"),
+        (reqwest::Method::POST, "/orders/3"),
+        (
+            reqwest::Method::DELETE,
+            "/pay/7d1c6a4e-2f59-4a55-8d4e-9f1e0a3b2c11",
+        ),
+        (trace, "/assets/app.js"),
+    ] {
+        let resp = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 405, "{method} {path}");
+        assert_eq!(resp.headers()["allow"], "GET", "{method} {path}");
+    }
+    // A path nobody serves stays 404.
+    assert_error(app.get("/no-such-page", None).await, 404, "not_found").await;
+}
