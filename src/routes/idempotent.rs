@@ -23,6 +23,28 @@ pub fn key_of(req: &HttpRequest) -> ApiResult<Option<Key>> {
     }
 }
 
+/// Serves `work` with the request's `Idempotency-Key` when it has one (see
+/// [`serve`]), or simply once without. `request` is what the fingerprint
+/// covers besides method and path.
+pub async fn answer<F>(
+    state: &AppState,
+    req: &HttpRequest,
+    user_id: i64,
+    request: &Value,
+    work: F,
+) -> ApiResult<HttpResponse>
+where
+    F: Future<Output = ApiResult<(StatusCode, Value)>>,
+{
+    match key_of(req)? {
+        None => {
+            let (status, body) = work.await?;
+            Ok(HttpResponse::build(status).json(body))
+        }
+        Some(key) => serve(state, req, user_id, key, request, work).await,
+    }
+}
+
 /// Serves `work` once per (user, key): a retry gets the first answer again.
 /// `request` is what the fingerprint covers besides method and path. Answers
 /// that say "try again" (`busy`, `rate_limited`, an internal error) are not

@@ -49,15 +49,7 @@ pub async fn pay(
         let body = serde_json::to_value(payment).map_err(anyhow::Error::from)?;
         Ok((status, body))
     };
-    match idempotent::key_of(&req)? {
-        None => {
-            let (status, body) = work.await?;
-            Ok(HttpResponse::build(status).json(body))
-        }
-        Some(key) => {
-            idempotent::serve(&state, &req, user.id, key, &serde_json::json!({}), work).await
-        }
-    }
+    idempotent::answer(&state, &req, user.id, &serde_json::json!({}), work).await
 }
 
 #[utoipa::path(get, path = "/api/v1/orders/{id}/payments", tag = "payments", security(("bearer" = [])),

@@ -272,16 +272,8 @@ pub async fn purchase(
         let order = serde_json::to_value(result?).map_err(anyhow::Error::from)?;
         Ok((StatusCode::CREATED, order))
     };
-    match idempotent::key_of(&req)? {
-        None => {
-            let (status, order) = buy.await?;
-            Ok(HttpResponse::build(status).json(order))
-        }
-        Some(key) => {
-            let request = serde_json::json!({ "quantity": quantity.get() });
-            idempotent::serve(&state, &req, user.id, key, &request, buy).await
-        }
-    }
+    let request = serde_json::json!({ "quantity": quantity.get() });
+    idempotent::answer(&state, &req, user.id, &request, buy).await
 }
 
 #[utoipa::path(get, path = "/api/v1/admin/sales/{id}/stats", tag = "admin", security(("bearer" = [])),

@@ -63,19 +63,26 @@ pub(crate) async fn invariants_hold(pool: &PgPool, sale: i64) -> Result<(), Stri
 
 /// Polls `order`'s status until it is `want`, for at most 10 s.
 pub(crate) async fn wait_for_status(pool: &PgPool, order: i64, want: &str) {
+    wait_for_row_status(pool, "purchase_order", &order.to_string(), want).await
+}
+
+/// Polls the `status` of row `id` of `table` until it is `want`, for at most
+/// 10 s.
+pub(crate) async fn wait_for_row_status(pool: &PgPool, table: &str, id: &str, want: &str) {
     let start = Instant::now();
     loop {
-        let status: String = sqlx::query_scalar("select status from purchase_order where id = $1")
-            .bind(order)
-            .fetch_one(pool)
-            .await
-            .expect("read the order");
+        let status: String =
+            sqlx::query_scalar(&format!("select status from {table} where id::text = $1"))
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap_or_else(|e| panic!("read {table} {id}: {e}"));
         if status == want {
             return;
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "order {order} is still {status}, not {want}, after 10 s"
+            "{table} {id} is still {status}, not {want}, after 10 s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

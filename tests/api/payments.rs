@@ -3,7 +3,7 @@
 //! simultaneous pays. The provider's webhooks travel for real, through the
 //! outbox to the server's own webhook route; the database is checked after.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -13,7 +13,7 @@ use flashsale::auth::Role;
 use flashsale::payment::signature;
 
 use crate::helpers::{assert_error, body, spawn_app, TestApp, TestUser, WEBHOOK_SECRET};
-use crate::holds::{hold_sale, invariants_hold, wait_for_status};
+use crate::holds::{hold_sale, invariants_hold, wait_for_row_status, wait_for_status};
 
 /// `POST /orders/{id}/pay` as `user`: status and body.
 async fn pay(app: &TestApp, user: &TestUser, order: i64) -> (u16, Value) {
@@ -61,23 +61,8 @@ async fn decide(app: &TestApp, payment: &Value, how: &str) -> (u16, Value) {
 
 /// Polls the payment's status until it is `want`, for at most 10 s.
 async fn wait_for_payment(pool: &PgPool, payment: &Value, want: &str) {
-    let id: uuid::Uuid = payment["id"].as_str().unwrap().parse().unwrap();
-    let start = Instant::now();
-    loop {
-        let status: String = sqlx::query_scalar("select status from payment where id = $1")
-            .bind(id)
-            .fetch_one(pool)
-            .await
-            .expect("read the payment");
-        if status == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "payment {id} is still {status}, not {want}, after 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let id = payment["id"].as_str().expect("payment id");
+    wait_for_row_status(pool, "payment", id, want).await
 }
 
 /// Emails of `kind` queued for `order`.
