@@ -119,6 +119,14 @@ pub fn price_cents(n: i64) -> Result<i64, String> {
     Ok(n)
 }
 
+/// A product's catalog stock: 0 (sold only in sales) to [`MAX_STOCK`].
+pub fn catalog_stock(n: i64) -> Result<i64, String> {
+    if !(0..=MAX_STOCK).contains(&n) {
+        return Err(format!("must be between 0 and {MAX_STOCK}"));
+    }
+    Ok(n)
+}
+
 /// The largest stock one sale may have.
 pub const MAX_STOCK: i64 = 100_000_000;
 

@@ -70,6 +70,11 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still being served; retry in {0} s")]
     RequestInProgress(u64),
+    /// `out_of_stock`, naming each short line of a checkout.
+    #[error("not enough copies for every line of the cart; nothing was held")]
+    OutOfStock(Vec<ShortLine>),
+    #[error("the cart is empty")]
+    CartEmpty,
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
     #[error("the server is busy; retry in {0} s")]
@@ -135,11 +140,22 @@ impl ApiError {
             ApiError::PaymentNotOpen(_) => "payment_not_open",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::RequestInProgress(_) => "request_in_progress",
+            ApiError::OutOfStock(_) => "out_of_stock",
+            ApiError::CartEmpty => "cart_empty",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal_error",
         }
     }
+}
+
+/// A line of a checkout that the stock cannot fill.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ShortLine {
+    pub product_id: i64,
+    pub requested: i32,
+    /// Copies there are now (0 for a product that no longer exists).
+    pub available: i64,
 }
 
 /// The body of every error answer; also its schema in the OpenAPI document.
@@ -157,7 +173,8 @@ pub struct ErrorObject<'a> {
     code: &'a str,
     message: String,
     /// Only some errors have it: `validation_failed` names the fields
-    /// (`{"fields": {name: problem}}`), `already_purchased` the order.
+    /// (`{"fields": {name: problem}}`), `already_purchased` the order,
+    /// `out_of_stock` the short lines (`{"lines": [ShortLine]}`).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>, nullable = false)]
     details: Option<Value>,
@@ -192,7 +209,9 @@ impl ResponseError for ApiError {
             | ApiError::OrderNotCancellable(_)
             | ApiError::OrderNotPayable(_)
             | ApiError::HoldExpired
-            | ApiError::PaymentNotOpen(_) => StatusCode::CONFLICT,
+            | ApiError::PaymentNotOpen(_)
+            | ApiError::OutOfStock(_)
+            | ApiError::CartEmpty => StatusCode::CONFLICT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -228,6 +247,7 @@ impl ApiError {
                 order_id,
                 order_number,
             } => Some(serde_json::json!({ "order_id": order_id, "order_number": order_number })),
+            ApiError::OutOfStock(lines) => Some(serde_json::json!({ "lines": lines })),
             _ => None,
         };
         serde_json::to_value(ErrorBody {

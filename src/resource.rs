@@ -51,6 +51,24 @@ impl Methods {
         self.route("PATCH", web::patch().to(handler))
     }
 
+    pub fn put<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.route("PUT", web::put().to(handler))
+    }
+
+    pub fn delete<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.route("DELETE", web::delete().to(handler))
+    }
+
     fn route(mut self, method: &'static str, route: actix_web::Route) -> Self {
         self.resource = self.resource.route(route);
         self.allow.push(method);

@@ -67,6 +67,8 @@ pub struct AppSettings {
     /// `/metrics` asks for this bearer token; `None`: open.
     pub metrics_token: Option<SecretString>,
     pub payment_provider: PaymentProvider,
+    /// How long a checked-out cart holds its books for payment.
+    pub cart_hold_secs: u32,
 }
 
 /// Where emails go.

@@ -236,6 +236,7 @@ impl<G: Fn(&str) -> Option<String>> Env<G> {
                 self.choice("PAYMENT_PROVIDER");
                 PaymentProvider::Test
             },
+            cart_hold_secs: self.int("CART_HOLD_SECS"),
         }
     }
 

@@ -113,6 +113,13 @@ pub const VARS: &[Var] = &[
         doc: "who takes the money: `test` is the built-in simulated card processor (its page `/pay/{id}`, Stripe's test cards, signed webhooks)",
     },
     Var {
+        name: "CART_HOLD_SECS",
+        unset: Value("900"),
+        allowed: Int { min: 1, max: 86400 },
+        secret: false,
+        doc: "how long a checked-out cart holds its books for payment",
+    },
+    Var {
         name: "PAYMENT_WEBHOOK_SECRET",
         unset: Means("generated in embedded mode"),
         allowed: MinBytes(MIN_WEBHOOK_SECRET_BYTES),

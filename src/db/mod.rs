@@ -5,6 +5,8 @@
 //! [`crate::purchase`], auth the SQL of accounts and tokens in
 //! [`crate::auth`], the outbox its own in [`crate::email`].
 
+pub mod cart;
+pub mod catalog;
 pub mod idempotency;
 pub mod orders;
 pub mod payments;

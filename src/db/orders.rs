@@ -6,23 +6,33 @@
 //! `refunded`. Revenue counts `paid` and `confirmed` only.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json;
 use sqlx::PgPool;
 
 use crate::error::ApiError;
 
-/// An order as the API shows it.
+/// An order as the API shows it: a sale's (one line, with its sale, product
+/// and quantity at the top, as clients of sales know it) or the catalog's
+/// (several lines, checked out from a cart; `sale_id`, `product_id` and
+/// `unit_price_cents` are `null`, `quantity` counts every line's units).
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Order {
     pub id: i64,
     /// Human-readable order number, `YYYY-MM-NNNNNN`.
     pub number: String,
-    pub sale_id: i64,
-    pub product_id: i64,
+    pub sale_id: Option<i64>,
+    pub product_id: Option<i64>,
     pub user_id: i64,
+    /// Units in the order, over all its lines.
     pub quantity: i32,
-    pub unit_price_cents: i64,
+    pub unit_price_cents: Option<i64>,
     pub total_cents: i64,
+    /// The one currency of every line.
+    pub currency: String,
+    /// What the order holds, by product.
+    #[schema(value_type = Vec<OrderLine>)]
+    pub lines: Json<Vec<OrderLine>>,
     /// `pending_payment`, `paid`, `confirmed`, `payment_failed`, `expired`,
     /// `cancelled` or `refunded`.
     pub status: String,
@@ -36,10 +46,21 @@ pub struct Order {
     pub released_at: Option<DateTime<Utc>>,
 }
 
-/// The columns of [`Order`], for `select` and `returning`.
+/// One product's units in an order, at the price paid.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct OrderLine {
+    pub product_id: i64,
+    pub quantity: i32,
+    pub unit_price_cents: i64,
+    pub total_cents: i64,
+}
+
+/// The columns of [`Order`], for `select` and `returning` (on
+/// `purchase_order` or a row set of its columns).
 pub const COLUMNS: &str =
-    "id, number, sale_id, product_id, user_id, quantity, unit_price_cents, total_cents, status,
-     created_at, expires_at, paid_at, released_at";
+    "id, number, sale_id, product_id, user_id, quantity, unit_price_cents, total_cents, currency,
+     order_lines(id, sale_id, product_id, quantity, unit_price_cents, total_cents) as lines,
+     status, created_at, expires_at, paid_at, released_at";
 
 /// The statuses of a live order (one that holds its units), as a SQL list.
 pub const LIVE: &str = "('pending_payment', 'paid', 'confirmed')";
@@ -101,6 +122,8 @@ pub struct RevenueLine {
     pub product_id: i64,
     pub name: String,
     pub seller_id: i64,
+    /// The currency of this line's revenue (the orders').
+    pub currency: String,
     pub units: i64,
     pub revenue_cents: i64,
 }
@@ -114,23 +137,24 @@ pub async fn current_month_start(pool: &PgPool) -> Result<DateTime<Utc>, ApiErro
     .await?)
 }
 
-/// Units and revenue per product for the UTC month starting at `month_start`;
-/// only `seller_id`'s products unless it is `None` (admins).
+/// Units and revenue per product and currency for the UTC month starting at
+/// `month_start`, sale orders and catalog lines alike; only `seller_id`'s
+/// products unless it is `None` (admins).
 pub async fn revenue(
     pool: &PgPool,
     seller_id: Option<i64>,
     month_start: DateTime<Utc>,
 ) -> Result<Vec<RevenueLine>, ApiError> {
     Ok(sqlx::query_as(&format!(
-        "select p.id as product_id, p.name, p.seller_id,
+        "select p.id as product_id, p.name, p.seller_id, o.currency,
                 coalesce(sum(o.quantity), 0)::bigint as units,
                 coalesce(sum(o.total_cents), 0)::bigint as revenue_cents
            from product p
-           join purchase_order o on o.product_id = p.id and o.status in {EARNING}
+           join order_item o on o.product_id = p.id and o.status in {EARNING}
                 and o.created_at >= $2 and o.created_at < $2 + interval '1 month'
           where $1::bigint is null or p.seller_id = $1
-          group by p.id
-          order by revenue_cents desc, p.id"
+          group by p.id, o.currency
+          order by revenue_cents desc, p.id, o.currency"
     ))
     .bind(seller_id)
     .bind(month_start)
@@ -164,7 +188,7 @@ impl Release {
     }
 
     /// The email that tells the buyer (an `outbox.kind`).
-    fn email(self) -> &'static str {
+    pub(crate) fn email(self) -> &'static str {
         match self {
             Release::Expired => "hold_expired",
             Release::Cancelled => "order_cancelled",
@@ -174,7 +198,7 @@ impl Release {
     }
 
     /// Which orders this release may end, as SQL on `o`.
-    fn condition(self) -> &'static str {
+    pub(crate) fn condition(self) -> &'static str {
         match self {
             Release::Expired => "o.status = 'pending_payment' and o.expires_at <= now()",
             Release::Cancelled => "o.status in ('pending_payment', 'confirmed')",

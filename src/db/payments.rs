@@ -59,8 +59,8 @@ pub async fn payable(
 ) -> Result<Option<Payable>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select o.status, coalesce(o.expires_at <= now(), false) as overdue, o.total_cents,
-                p.currency
-           from purchase_order o join product p on p.id = o.product_id
+                o.currency
+           from purchase_order o
           where o.id = $1 and o.user_id = $2
           {}",
         if lock { "for update of o" } else { "" }
@@ -177,19 +177,21 @@ pub struct Settling {
     pub currency: String,
     pub order_id: i64,
     pub order_status: String,
-    pub sale_id: i64,
-    pub product_id: i64,
+    /// `None` for a catalog order (its lines are in `order_line`).
+    pub sale_id: Option<i64>,
+    pub product_id: Option<i64>,
     pub user_id: i64,
     pub quantity: i32,
 }
 
-/// The payment's sale, read without a lock (a payment's order never moves).
+/// The payment's order and its sale (`None` for a catalog order), read
+/// without a lock (a payment's order never moves).
 pub async fn sale_of(
     conn: &mut PgConnection,
     payment_id: Uuid,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select o.sale_id from payment p join purchase_order o on o.id = p.order_id
+) -> Result<Option<(i64, Option<i64>)>, sqlx::Error> {
+    sqlx::query_as(
+        "select o.id, o.sale_id from payment p join purchase_order o on o.id = p.order_id
           where p.id = $1",
     )
     .bind(payment_id)
@@ -204,7 +206,8 @@ pub async fn lock(
     conn: &mut PgConnection,
     payment_id: Uuid,
 ) -> Result<Option<Settling>, sqlx::Error> {
-    let order: Option<(i64, String, i64, i64, i64, i32)> = sqlx::query_as(
+    #[allow(clippy::type_complexity)]
+    let order: Option<(i64, String, Option<i64>, Option<i64>, i64, i32)> = sqlx::query_as(
         "select id, status, sale_id, product_id, user_id, quantity from purchase_order
           where id = (select order_id from payment where id = $1)
           for update",
@@ -355,7 +358,8 @@ pub async fn holds_another(conn: &mut PgConnection, s: &Settling) -> Result<bool
 /// Pending orders whose payment failed within the last hour and that were not
 /// released (the process stopped between the two), per sale. A hold lasts at
 /// most an hour, so an older failure's hold has run out and is swept anyway.
-pub async fn failed_unreleased(pool: &PgPool) -> Result<Vec<(i64, Vec<i64>)>, sqlx::Error> {
+/// Catalog orders come under the sale `None`.
+pub async fn failed_unreleased(pool: &PgPool) -> Result<Vec<(Option<i64>, Vec<i64>)>, sqlx::Error> {
     sqlx::query_as(
         "select o.sale_id, array_agg(o.id order by o.id)
            from payment p join purchase_order o on o.id = p.order_id

@@ -15,8 +15,11 @@ pub struct Product {
     pub description: String,
     pub price_cents: i64,
     pub currency: String,
-    /// Units sold across all sales; moves in the same commit as the orders.
+    /// Units in live orders, of sales and of the catalog; moves in the same
+    /// commit as the orders.
     pub sell_count: i64,
+    /// Copies for regular (catalog) orders; 0 = sold only in flash sales.
+    pub stock: i64,
     pub created_at: DateTime<Utc>,
 }
 
@@ -34,6 +37,7 @@ pub struct NewProduct {
     pub description: String,
     pub price_cents: i64,
     pub currency: String,
+    pub stock: i64,
 }
 
 /// A validated change; `None` leaves a field as it is.
@@ -43,30 +47,41 @@ pub struct ProductChange {
     pub description: Option<String>,
     pub price_cents: Option<i64>,
     pub currency: Option<String>,
+    /// Sets the copies available for catalog orders now (held copies are
+    /// not counted in it).
+    pub stock: Option<i64>,
 }
 
 const COLUMNS: &str =
-    "id, seller_id, name, description, price_cents, currency, sell_count, created_at";
+    "id, seller_id, name, description, price_cents, currency, sell_count, stock, created_at";
 
-/// A page of products in `sort` order, only `seller`'s when given.
+/// A page of products, only `seller`'s when given, only those matching the
+/// full-text query `q` when given (name, description and the seller's name,
+/// in PostgreSQL's web search syntax). Ordered by `sort`; a search without
+/// one is ranked, best match first.
 pub async fn list(
     pool: &PgPool,
-    sort: Sort,
+    sort: Option<Sort>,
+    q: Option<&str>,
     seller: Option<i64>,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<Product>, ApiError> {
-    let order = match sort {
-        Sort::Newest => "created_at desc, id desc",
-        Sort::BestSelling => "sell_count desc, id desc",
+    let order = match (sort, q) {
+        (Some(Sort::BestSelling), _) => "sell_count desc, id desc",
+        (Some(Sort::Newest), _) | (None, None) => "created_at desc, id desc",
+        (None, Some(_)) => "ts_rank(search, websearch_to_tsquery('english', $4)) desc, id desc",
     };
     Ok(sqlx::query_as(&format!(
-        "select {COLUMNS} from product where ($3::bigint is null or seller_id = $3)
+        "select {COLUMNS} from product
+          where ($3::bigint is null or seller_id = $3)
+            and ($4::text is null or search @@ websearch_to_tsquery('english', $4))
           order by {order} limit $1 offset $2"
     ))
     .bind(limit)
     .bind(offset)
     .bind(seller)
+    .bind(q)
     .fetch_all(pool)
     .await?)
 }
@@ -94,14 +109,15 @@ pub async fn can_sell(pool: &PgPool, user_id: i64) -> Result<bool, ApiError> {
 /// Lists a new product.
 pub async fn create(pool: &PgPool, p: NewProduct) -> Result<Product, ApiError> {
     Ok(sqlx::query_as(&format!(
-        "insert into product (seller_id, name, description, price_cents, currency)
-         values ($1, $2, $3, $4, $5) returning {COLUMNS}"
+        "insert into product (seller_id, name, description, price_cents, currency, stock)
+         values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
     ))
     .bind(p.seller_id)
     .bind(p.name)
     .bind(p.description)
     .bind(p.price_cents)
     .bind(p.currency)
+    .bind(p.stock)
     .fetch_one(pool)
     .await?)
 }
@@ -112,7 +128,8 @@ pub async fn update(pool: &PgPool, id: i64, c: ProductChange) -> Result<Product,
         "update product set name = coalesce($2, name),
                             description = coalesce($3, description),
                             price_cents = coalesce($4, price_cents),
-                            currency = coalesce($5, currency)
+                            currency = coalesce($5, currency),
+                            stock = coalesce($6, stock)
           where id = $1 returning {COLUMNS}"
     ))
     .bind(id)
@@ -120,6 +137,7 @@ pub async fn update(pool: &PgPool, id: i64, c: ProductChange) -> Result<Product,
     .bind(c.description)
     .bind(c.price_cents)
     .bind(c.currency)
+    .bind(c.stock)
     .fetch_optional(pool)
     .await?
     .ok_or(ApiError::NotFound("no such product"))

@@ -73,16 +73,25 @@ async fn order_context(pool: &PgPool, order_id: Option<i64>) -> Result<Value, Se
     struct OrderRow {
         number: String,
         quantity: i32,
-        unit_price_cents: i64,
+        unit_price_cents: Option<i64>,
         total_cents: i64,
         created_at: DateTime<Utc>,
         product: String,
         currency: String,
     }
+    // A sale order names its product; a catalog order its lines
+    // ("Name × 2, Other name").
     let order: Option<OrderRow> = sqlx::query_as(
         "select o.number, o.quantity, o.unit_price_cents, o.total_cents, o.created_at,
-                p.name as product, p.currency
-           from purchase_order o join product p on p.id = o.product_id
+                o.currency,
+                coalesce((select p.name from product p where p.id = o.product_id),
+                         (select string_agg(p.name || case when l.quantity > 1
+                                                           then ' × ' || l.quantity else '' end,
+                                            ', ' order by p.id)
+                            from order_line l join product p on p.id = l.product_id
+                           where l.order_id = o.id),
+                         '') as product
+           from purchase_order o
           where o.id = $1",
     )
     .bind(order_id.unwrap_or(0))
@@ -93,7 +102,7 @@ async fn order_context(pool: &PgPool, order_id: Option<i64>) -> Result<Value, Se
         "order_number": o.number,
         "product": o.product,
         "quantity": o.quantity,
-        "unit_price": money(o.unit_price_cents, &o.currency),
+        "unit_price": o.unit_price_cents.map(|c| money(c, &o.currency)),
         "total": money(o.total_cents, &o.currency),
         "ordered_at": o.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
         "order_id": order_id,

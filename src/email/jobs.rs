@@ -221,8 +221,9 @@ pub async fn run(
 }
 
 /// One row per product of an active seller, with its earning orders (paid
-/// or confirmed) in the window (`$2`, `$3`), visited one by one through the
-/// "orders of a product by day" index.
+/// or confirmed) in the window (`$2`, `$3`), sale orders and catalog lines
+/// alike (`order_item`), visited one by one through the "orders of a
+/// product by day" and "lines of a product" indexes.
 macro_rules! product_lines {
     ($select:literal, $where:literal) => {
         concat!(
@@ -233,7 +234,7 @@ macro_rules! product_lines {
   cross join lateral (
       select count(*) as orders, coalesce(sum(o.quantity), 0) as units,
              coalesce(sum(o.total_cents), 0) as revenue
-        from purchase_order o
+        from order_item o
        where o.product_id = p.id and o.created_at >= $2 and o.created_at < $3
          and o.status in ('paid', 'confirmed')) l
 ",

@@ -5,9 +5,11 @@
 //! - `payment.succeeded` after the hold was released (a late payment): under
 //!   the sale's lock, the units are taken again if they are there, the sale
 //!   is not cancelled, the order expired or failed (not an admin's cancel)
-//!   and the buyer holds no other live order in the sale; otherwise the order
-//!   ends `refunded` and the refund worker gives the money back. Every
-//!   succeeded payment ends as exactly one paid or refunded order.
+//!   and the buyer holds no other live order in the sale; a catalog order's,
+//!   under its products' locks, if every line's units are in stock.
+//!   Otherwise the order ends `refunded` and the refund worker gives the
+//!   money back. Every succeeded payment ends as exactly one paid or
+//!   refunded order.
 //! - `payment.failed`: the payment fails, and the order's units are released
 //!   through the purchase engine (batched with the sale's other work); if
 //!   the process stops in between, the sweeper releases it.
@@ -20,6 +22,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{signature, Payments};
+use crate::db::catalog;
 use crate::db::orders::Release;
 use crate::db::payments::{self, Settling};
 use crate::error::ApiError;
@@ -114,27 +117,56 @@ impl Payments {
         if !payments::record_event(&mut tx, &e.id, id, &e.kind).await? {
             return Ok(Handled::Replayed);
         }
-        let sale_id = payments::sale_of(&mut tx, id)
+        let (order_id, sale_id) = payments::sale_of(&mut tx, id)
             .await?
             .ok_or(ApiError::NotFound("no such payment"))?;
-        let (remaining, cancelled) = payments::lock_sale(&mut tx, sale_id)
-            .await?
-            .ok_or(ApiError::NotFound("no such sale"))?;
+        // A sale order's units come from its sale (locked first); a catalog
+        // order's from its products' stock (locked first, in id order).
+        let units = match sale_id {
+            Some(sale_id) => {
+                let (remaining, cancelled) = payments::lock_sale(&mut tx, sale_id)
+                    .await?
+                    .ok_or(ApiError::NotFound("no such sale"))?;
+                Units::Sale {
+                    remaining,
+                    cancelled,
+                }
+            }
+            None => Units::Catalog {
+                in_stock: catalog::lock_for_retake(&mut tx, order_id).await?,
+            },
+        };
         let s = locked(&mut tx, e).await?;
+        let released = matches!(s.order_status.as_str(), "expired" | "payment_failed");
         if settled_success(&s.payment_status) {
             // Recorded meanwhile under another event id: nothing changes.
         } else if s.order_status == "pending_payment" {
             payments::pay_held(&mut tx, id, &s).await?;
-        } else if matches!(s.order_status.as_str(), "expired" | "payment_failed")
-            && !cancelled
-            && remaining >= i64::from(s.quantity)
-            && !payments::holds_another(&mut tx, &s).await?
-        {
-            payments::retake(&mut tx, id, &s).await?;
-            tracing::info!(order_id = s.order_id, "a late payment took its units again");
-        } else {
+        } else if !released {
+            // An admin's cancel: the money goes back.
             payments::refund_late(&mut tx, id, &s).await?;
-            tracing::info!(order_id = s.order_id, "a late payment is refunded");
+            tracing::info!(order_id, "a late payment is refunded");
+        } else {
+            match units {
+                Units::Sale {
+                    remaining,
+                    cancelled,
+                } if !cancelled
+                    && remaining >= i64::from(s.quantity)
+                    && !payments::holds_another(&mut tx, &s).await? =>
+                {
+                    payments::retake(&mut tx, id, &s).await?;
+                    tracing::info!(order_id, "a late payment took its units again");
+                }
+                Units::Catalog { in_stock: true } => {
+                    catalog::retake(&mut tx, id, &s).await?;
+                    tracing::info!(order_id, "a late payment took its units again");
+                }
+                _ => {
+                    payments::refund_late(&mut tx, id, &s).await?;
+                    tracing::info!(order_id, "a late payment is refunded");
+                }
+            }
         }
         tx.commit().await?;
         Ok(Handled::Applied)
@@ -161,7 +193,7 @@ impl Payments {
             let (sale_id, order_id) = (s.sale_id, s.order_id);
             tokio::spawn(async move {
                 if let Err(err) = engine
-                    .release(sale_id, vec![order_id], Release::PaymentFailed)
+                    .release_order(sale_id, order_id, Release::PaymentFailed)
                     .await
                 {
                     tracing::warn!(order_id, error = %err, "releasing a failed payment's order failed; the sweeper retries");
@@ -170,6 +202,14 @@ impl Payments {
         }
         Ok(Handled::Applied)
     }
+}
+
+/// Where a late payment's units would come from, as found under their lock.
+enum Units {
+    /// A sale order's: the sale's stock and whether it is cancelled.
+    Sale { remaining: i64, cancelled: bool },
+    /// A catalog order's: whether every line is in stock.
+    Catalog { in_stock: bool },
 }
 
 /// Locks the event's payment and order, and checks that the event describes

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 
 use crate::config::{PurchaseMode, PurchaseSettings};
+use crate::db::catalog;
 use crate::db::orders::{self, Order, Release, ReleasedOrder};
 use crate::domain::Quantity;
 use crate::error::ApiError;
@@ -196,6 +197,36 @@ impl PurchaseEngine {
         }
     }
 
+    /// Ends one order for `why` and gives its units back: a sale's through
+    /// [`Self::release`], a catalog order's (`sale_id` is `None`) to its
+    /// products' stock.
+    pub async fn release_order(
+        &self,
+        sale_id: Option<i64>,
+        order_id: i64,
+        why: Release,
+    ) -> Result<Vec<ReleasedOrder>, ApiError> {
+        match sale_id {
+            Some(sale_id) => self.release(sale_id, vec![order_id], why).await,
+            None => self.release_catalog(vec![order_id], why).await,
+        }
+    }
+
+    /// Ends these catalog orders for `why` where it applies, and puts their
+    /// units back in their products' stock, in one transaction that runs to
+    /// completion even if the caller stops waiting.
+    pub async fn release_catalog(
+        &self,
+        ids: Vec<i64>,
+        why: Release,
+    ) -> Result<Vec<ReleasedOrder>, ApiError> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move { catalog::release(&pool, &ids, why).await })
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("release task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+
     /// An admin's cancel: a pending or confirmed order becomes `cancelled`,
     /// a paid one `refunded` (its payment is refunded), and its units go back
     /// to the stock. Returns the order as it ends.
@@ -207,7 +238,7 @@ impl PurchaseEngine {
             _ => None,
         };
         if let Some(why) = why {
-            self.release(order.sale_id, vec![order.id], why).await?;
+            self.release_order(order.sale_id, order.id, why).await?;
         }
         // Read back: the release may have found the order changed meanwhile
         // (paid, expired), or a retried batch may have released it already.

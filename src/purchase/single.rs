@@ -48,8 +48,8 @@ pub(super) async fn purchase(
     // database clock; without one it is confirmed at once.
     let order: Order = sqlx::query_as(&format!(
         "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents,
-                                     total_cents, status, expires_at)
-         values ($1, $2, $3, $4, $5, $6,
+                                     total_cents, currency, status, expires_at)
+         values ($1, $2, $3, $4, $5, $6, (select currency from product where id = $2),
                  case when $7 > 0 then 'pending_payment' else 'confirmed' end,
                  case when $7 > 0 then now() + make_interval(secs => $7) end)
          returning {COLUMNS}"

@@ -8,7 +8,8 @@
 //! hot sale's expiries ride in its next purchase batch under the lock it takes
 //! anyway, never one lock wait per hold. A hold paid meanwhile is not touched:
 //! the release applies only to orders still pending and overdue, under the
-//! sale's lock. The same round releases pending holds whose payment failed
+//! sale's lock. Catalog holds go back to their products' stock in one
+//! transaction per round. The same round releases pending holds whose payment failed
 //! but were not released (the webhook's process stopped in between).
 
 use std::time::Duration;
@@ -50,7 +51,8 @@ pub async fn run(pool: PgPool, engine: PurchaseEngine) {
 
 /// One round: releases the overdue holds and returns how many it released.
 pub async fn sweep(pool: &PgPool, engine: &PurchaseEngine) -> Result<usize, ApiError> {
-    let due: Vec<(i64, Vec<i64>)> = sqlx::query_as(
+    // Catalog orders come under the sale `None`.
+    let due: Vec<(Option<i64>, Vec<i64>)> = sqlx::query_as(
         "select sale_id, array_agg(id order by id)
            from (select id, sale_id from purchase_order
                   where status = 'pending_payment' and expires_at <= now()
@@ -71,7 +73,12 @@ pub async fn sweep(pool: &PgPool, engine: &PurchaseEngine) -> Result<usize, ApiE
                 .into_iter()
                 .map(|(sale_id, ids)| (sale_id, ids, Release::PaymentFailed)),
         )
-        .map(|(sale_id, ids, why)| engine.release(sale_id, ids, why));
+        .map(|(sale_id, ids, why)| async move {
+            match sale_id {
+                Some(sale_id) => engine.release(sale_id, ids, why).await,
+                None => engine.release_catalog(ids, why).await,
+            }
+        });
     let mut released = 0;
     for result in join_all(rounds).await {
         match result {

@@ -5,6 +5,7 @@ pub mod account;
 pub mod admin;
 pub mod admin_orders;
 pub mod auth;
+pub mod cart;
 pub mod idempotent;
 pub mod ops;
 pub mod orders;
@@ -40,6 +41,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
             .configure(account::config)
             .configure(products::config)
             .configure(orders::config)
+            .configure(cart::config)
             .configure(payments::config)
             .configure(admin::config)
             .configure(admin_orders::config),

@@ -62,13 +62,26 @@ pub struct RevenueQuery {
     pub month: Option<String>,
 }
 
-/// A month's revenue, per product.
+/// A month's revenue, per product and currency.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Revenue {
     pub month: String,
     pub items: Vec<RevenueLine>,
     pub total_units: i64,
-    pub total_revenue_cents: i64,
+    /// The month's revenue when every line is in one currency; `null` when
+    /// there are several (money in two currencies is never added up: see
+    /// `totals`).
+    pub total_revenue_cents: Option<i64>,
+    /// Revenue per currency, by currency code.
+    pub totals: Vec<CurrencyTotal>,
+}
+
+/// Units and revenue in one currency.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CurrencyTotal {
+    pub currency: String,
+    pub units: i64,
+    pub revenue_cents: i64,
 }
 
 #[utoipa::path(get, path = "/api/v1/seller/revenue", tag = "orders", params(RevenueQuery), security(("bearer" = [])),
@@ -90,10 +103,30 @@ pub async fn revenue(
     };
     let seller = (!user.is_admin()).then_some(user.id);
     let items = orders::revenue(&state.pool, seller, start).await?;
+    let mut totals: Vec<CurrencyTotal> = Vec::new();
+    for line in &items {
+        match totals.iter_mut().find(|t| t.currency == line.currency) {
+            Some(t) => {
+                t.units += line.units;
+                t.revenue_cents += line.revenue_cents;
+            }
+            None => totals.push(CurrencyTotal {
+                currency: line.currency.clone(),
+                units: line.units,
+                revenue_cents: line.revenue_cents,
+            }),
+        }
+    }
+    totals.sort_by(|a, b| a.currency.cmp(&b.currency));
     Ok(web::Json(Revenue {
         month: start.format("%Y-%m").to_string(),
         total_units: items.iter().map(|i| i.units).sum(),
-        total_revenue_cents: items.iter().map(|i| i.revenue_cents).sum(),
+        total_revenue_cents: match totals.as_slice() {
+            [] => Some(0),
+            [one] => Some(one.revenue_cents),
+            _ => None,
+        },
+        totals,
         items,
     }))
 }

@@ -18,8 +18,13 @@ pub fn config(cfg: &mut web::ServiceConfig) {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
-    /// `newest` (default) or `best_selling`.
+    /// `newest` (default) or `best_selling`; a search without it is ranked,
+    /// best match first.
     pub sort: Option<String>,
+    /// Full-text search over name, description and the seller's name (web
+    /// search syntax: words, `"a phrase"`, `-not`, `or`); up to 200
+    /// characters.
+    pub q: Option<String>,
     /// Only this seller's products (the seller page lists its own this way).
     pub seller_id: Option<i64>,
     #[param(minimum = 1, maximum = 100)]
@@ -35,8 +40,9 @@ pub async fn list(
     q: web::Query<ListQuery>,
 ) -> ApiResult<web::Json<Items<Product>>> {
     let sort = match q.sort.as_deref() {
-        None | Some("newest") => Sort::Newest,
-        Some("best_selling") => Sort::BestSelling,
+        None => None,
+        Some("newest") => Some(Sort::Newest),
+        Some("best_selling") => Some(Sort::BestSelling),
         Some(_) => {
             return Err(ApiError::field(
                 "sort",
@@ -44,13 +50,17 @@ pub async fn list(
             ))
         }
     };
+    let search = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if search.is_some_and(|s| s.chars().count() > 200) {
+        return Err(ApiError::field("q", "must be at most 200 characters"));
+    }
     let (limit, offset) = Page {
         limit: q.limit,
         offset: q.offset,
     }
     .parse()?;
     Ok(web::Json(Items {
-        items: products::list(&state.pool, sort, q.seller_id, limit, offset).await?,
+        items: products::list(&state.pool, sort, search, q.seller_id, limit, offset).await?,
     }))
 }
 
@@ -71,6 +81,9 @@ pub struct CreateProduct {
     pub currency: Option<String>,
     /// Admins may list a product for a seller; sellers always list their own.
     pub seller_id: Option<i64>,
+    /// Copies for catalog orders, 0 to 100000000; default 0 (sold only in
+    /// flash sales).
+    pub stock: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/products", tag = "catalog", request_body = CreateProduct,
@@ -95,6 +108,7 @@ pub async fn create(
         "currency",
         domain::currency(b.currency.as_deref().unwrap_or("EUR")),
     );
+    let stock = p.check("stock", domain::catalog_stock(b.stock.unwrap_or(0)));
     let seller_id = match b.seller_id {
         Some(id) if user.is_admin() => {
             if !products::can_sell(&state.pool, id).await? {
@@ -108,8 +122,8 @@ pub async fn create(
         _ => user.id,
     };
     p.finish()?;
-    let (Some(name), Some(description), Some(price_cents), Some(currency)) =
-        (name, description, price, currency)
+    let (Some(name), Some(description), Some(price_cents), Some(currency), Some(stock)) =
+        (name, description, price, currency, stock)
     else {
         unreachable!("finish() returned Ok, so every field parsed");
     };
@@ -121,6 +135,7 @@ pub async fn create(
             description,
             price_cents,
             currency,
+            stock,
         },
     )
     .await?;
@@ -133,6 +148,9 @@ pub struct UpdateProduct {
     pub description: Option<String>,
     pub price_cents: Option<i64>,
     pub currency: Option<String>,
+    /// Sets the copies available for catalog orders now (copies held by
+    /// unpaid orders come back on top of it if their holds run out).
+    pub stock: Option<i64>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/products/{id}", tag = "catalog", request_body = UpdateProduct,
@@ -159,6 +177,9 @@ pub async fn update(
         currency: b
             .currency
             .and_then(|c| p.check("currency", domain::currency(&c))),
+        stock: b
+            .stock
+            .and_then(|n| p.check("stock", domain::catalog_stock(n))),
     };
     p.finish()?;
     let existing = products::get(&state.pool, *id).await?;

@@ -93,8 +93,9 @@ async fn consistent_sale(db: &PgPool) -> (SaleInfo, Ledger, Vec<i64>) {
     let mut ledger = Ledger::default();
     for &u in &users[..2] {
         let order: i64 = sqlx::query_scalar(
-            "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents)
-             values ($1, $2, $3, 1, 100, 100) returning id",
+            "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents,
+                                         currency)
+             values ($1, $2, $3, 1, 100, 100, 'EUR') returning id",
         )
         .bind(sale)
         .bind(product)
@@ -141,8 +142,9 @@ async fn an_extra_order_fails_the_run() {
     let db = fresh_db().await;
     let (sale, ledger, users) = consistent_sale(&db).await;
     sqlx::query(
-        "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents)
-         values ($1, $2, $3, 1, 100, 100)",
+        "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents,
+                                     currency)
+         values ($1, $2, $3, 1, 100, 100, 'EUR')",
     )
     .bind(sale.id)
     .bind(sale.product_id)
@@ -249,8 +251,8 @@ async fn expire_and_rebuy(db: &PgPool, sale: &mut SaleInfo, ledger: &mut Ledger)
     .unwrap();
     let again: i64 = sqlx::query_scalar(
         "insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents, total_cents,
-                                     status, created_at, expires_at)
-         values ($1, $2, $3, 1, 100, 100, 'pending_payment', now() - interval '30 seconds',
+                                     currency, status, created_at, expires_at)
+         values ($1, $2, $3, 1, 100, 100, 'EUR', 'pending_payment', now() - interval '30 seconds',
                  now() + interval '30 seconds')
          returning id",
     )

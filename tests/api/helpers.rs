@@ -101,6 +101,7 @@ pub fn test_settings() -> AppSettings {
         email: EmailSettings::default(),
         metrics_token: None,
         payment_provider: PaymentProvider::Test,
+        cart_hold_secs: 900,
     }
 }
 

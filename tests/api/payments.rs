@@ -16,7 +16,7 @@ use crate::helpers::{assert_error, body, spawn_app, TestApp, TestUser, WEBHOOK_S
 use crate::holds::{hold_sale, invariants_hold, wait_for_row_status, wait_for_status};
 
 /// `POST /orders/{id}/pay` as `user`: status and body.
-async fn pay(app: &TestApp, user: &TestUser, order: i64) -> (u16, Value) {
+pub(crate) async fn pay(app: &TestApp, user: &TestUser, order: i64) -> (u16, Value) {
     body(
         app.post(
             &format!("/api/v1/orders/{order}/pay"),
@@ -29,14 +29,14 @@ async fn pay(app: &TestApp, user: &TestUser, order: i64) -> (u16, Value) {
 }
 
 /// A payment that must open (201); returns it.
-async fn open_payment(app: &TestApp, user: &TestUser, order: i64) -> Value {
+pub(crate) async fn open_payment(app: &TestApp, user: &TestUser, order: i64) -> Value {
     let (status, p) = pay(app, user, order).await;
     assert_eq!(status, 201, "{p}");
     p
 }
 
 /// The test provider decides a charge (`succeed`, `fail`, or a card).
-async fn decide(app: &TestApp, payment: &Value, how: &str) -> (u16, Value) {
+pub(crate) async fn decide(app: &TestApp, payment: &Value, how: &str) -> (u16, Value) {
     let id = payment["id"].as_str().expect("payment id");
     let resp = match how {
         "succeed" | "fail" => {
@@ -60,13 +60,13 @@ async fn decide(app: &TestApp, payment: &Value, how: &str) -> (u16, Value) {
 }
 
 /// Polls the payment's status until it is `want`, for at most 10 s.
-async fn wait_for_payment(pool: &PgPool, payment: &Value, want: &str) {
+pub(crate) async fn wait_for_payment(pool: &PgPool, payment: &Value, want: &str) {
     let id = payment["id"].as_str().expect("payment id");
     wait_for_row_status(pool, "payment", id, want).await
 }
 
 /// Emails of `kind` queued for `order`.
-async fn emails(app: &TestApp, kind: &str, order: i64) -> i64 {
+pub(crate) async fn emails(app: &TestApp, kind: &str, order: i64) -> i64 {
     app.scalar_i64(&format!(
         "select count(*) from outbox where kind = '{kind}' and order_id = {order}"
     ))
@@ -76,7 +76,7 @@ async fn emails(app: &TestApp, kind: &str, order: i64) -> i64 {
 /// The payment invariants: every paid order has exactly one succeeded
 /// payment, and every payment that succeeded belongs to a paid or refunded
 /// order.
-async fn payments_consistent(app: &TestApp) {
+pub(crate) async fn payments_consistent(app: &TestApp) {
     let paid_without: i64 = app
         .scalar_i64(
             "select count(*) from purchase_order o where o.status = 'paid'

@@ -45,14 +45,16 @@ export async function sellerPage(content) {
     await loadInto(report, () => api(`/seller/revenue${q}`), (r) => {
       if (!month.value) month.value = r.month;
       report.append(h('p', {}, h('strong', {}, `${r.month}: `),
-        `${r.total_units} sold, ${money(r.total_revenue_cents)} revenue`));
+        `${r.total_units} sold, ${r.totals.length
+          ? r.totals.map((t) => money(t.revenue_cents, t.currency)).join(', ')
+          : money(0)} revenue`));
       if (r.items.length) {
         report.append(h('div', { class: 'table-wrap' }, h('table', {},
           h('caption', { class: 'sr-only' }, `Revenue in ${r.month} per product`),
           h('thead', {}, h('tr', {}, ['Product', 'Units', 'Revenue'].map((t) => h('th', { scope: 'col' }, t)))),
           h('tbody', {}, r.items.map((l) => h('tr', {},
             h('td', {}, l.name), h('td', { class: 'num' }, l.units),
-            h('td', { class: 'num' }, money(l.revenue_cents))))))));
+            h('td', { class: 'num' }, money(l.revenue_cents, l.currency))))))));
       }
     });
     if (report.querySelector('[role=alert]') && /Not allowed/.test(report.textContent)) {

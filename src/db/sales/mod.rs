@@ -124,7 +124,7 @@ fn select_sql(filter: &str) -> String {
                 now() as server_time,
                 p.seller_id as p_seller_id, p.name as p_name, p.description as p_description,
                 p.price_cents as p_price_cents, p.currency as p_currency,
-                p.sell_count as p_sell_count, p.created_at as p_created_at
+                p.sell_count as p_sell_count, p.stock as p_stock, p.created_at as p_created_at
            from sale s join product p on p.id = s.product_id
           {filter}"
     )
@@ -150,6 +150,7 @@ struct SaleRow {
     p_price_cents: i64,
     p_currency: String,
     p_sell_count: i64,
+    p_stock: i64,
     p_created_at: DateTime<Utc>,
 }
 
@@ -166,6 +167,7 @@ impl From<SaleRow> for Sale {
                 price_cents: r.p_price_cents,
                 currency: r.p_currency,
                 sell_count: r.p_sell_count,
+                stock: r.p_stock,
                 created_at: r.p_created_at,
             },
             starts_at: r.starts_at,

@@ -243,8 +243,9 @@ async fn insert_orders(
     sqlx::query_as(&format!(
         "with ins as (
              insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents,
-                                         total_cents, status, expires_at)
+                                         total_cents, currency, status, expires_at)
              select $1, $2, b.user_id, b.quantity, $3, b.quantity * $3,
+                    (select currency from product where id = $2),
                     case when $6 > 0 then 'pending_payment' else 'confirmed' end,
                     case when $6 > 0 then now() + make_interval(secs => $6) end
                from unnest($4::bigint[], $5::int[]) with ordinality as b(user_id, quantity, n)
