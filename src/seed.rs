@@ -32,6 +32,9 @@ struct DemoProduct {
     description: String,
     price_cents: i64,
     currency: String,
+    /// Copies for catalog orders (0: sold only in its sales).
+    #[serde(default)]
+    stock: i64,
 }
 
 #[derive(Deserialize)]
@@ -122,14 +125,15 @@ pub async fn load(
     }
     for p in &demo.products {
         sqlx::query(
-            "insert into product (seller_id, name, description, price_cents, currency)
-             select id, $2, $3, $4, $5 from app_user where username = $1",
+            "insert into product (seller_id, name, description, price_cents, currency, stock)
+             select id, $2, $3, $4, $5, $6 from app_user where username = $1",
         )
         .bind(&p.seller)
         .bind(&p.name)
         .bind(&p.description)
         .bind(p.price_cents)
         .bind(&p.currency)
+        .bind(p.stock)
         .execute(&mut *tx)
         .await
         .with_context(|| format!("demo product {}", p.name))?;

@@ -9,6 +9,7 @@ mod auth;
 mod browser;
 mod cart;
 mod catalog;
+mod catalog_reports;
 mod checkout;
 mod combiner;
 mod concurrency;
