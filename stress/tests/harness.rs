@@ -332,6 +332,7 @@ fn snapshot_of(remaining: i64, live_units: i64, sell_count: i64) -> Snapshot {
             stray_payments: 0,
             overdue_holds: 0,
         }],
+        products: vec![],
     }
 }
 
