@@ -26,6 +26,15 @@ use tokio::sync::watch;
 
 pub use cluster::ClusterControl;
 
+/// A catalog product stocked for a run, and the units put in: the harness
+/// never changes its stock afterwards, so `stock + live catalog units` must
+/// stay `put_in`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stocked {
+    pub id: i64,
+    pub put_in: i64,
+}
+
 /// The database name used inside the harness's private cluster.
 pub const DB_NAME: &str = "flashsale";
 
@@ -61,6 +70,9 @@ pub struct Environment {
     pub jwt: Option<JwtKeys>,
     /// Every sale the harness made here, in order (the sampler watches them).
     sales: Arc<Mutex<Vec<i64>>>,
+    /// Every catalog product the harness stocked here, in order, with the
+    /// units put in (the sampler watches them).
+    products: Arc<Mutex<Vec<Stocked>>>,
     /// When the current run's load started (its clock's zero), once it has.
     load_clock: Arc<watch::Sender<Option<Instant>>>,
     embedded: Option<EmbeddedPg>,
@@ -114,6 +126,7 @@ impl Environment {
             db: Some(pool),
             jwt: Some(JwtKeys::new(secret.as_bytes(), Duration::from_secs(3600))),
             sales: Arc::default(),
+            products: Arc::default(),
             load_clock: Arc::new(watch::channel(None).0),
             cluster: Some(Arc::new(ClusterControl::new(pg.data_dir())?)),
             embedded: Some(pg),
@@ -162,6 +175,7 @@ impl Environment {
             db,
             jwt: jwt_secret.map(|s| JwtKeys::new(s.as_bytes(), Duration::from_secs(3600))),
             sales: Arc::default(),
+            products: Arc::default(),
             load_clock: Arc::new(watch::channel(None).0),
             cluster: None,
             embedded: None,
@@ -214,6 +228,19 @@ impl Environment {
     /// The sales made so far, shared: it grows as the harness makes more.
     pub fn sales_made(&self) -> Arc<Mutex<Vec<i64>>> {
         self.sales.clone()
+    }
+
+    /// Notes a catalog product the harness stocked with `put_in` units.
+    pub fn note_product(&self, id: i64, put_in: i64) {
+        self.products
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Stocked { id, put_in });
+    }
+
+    /// The catalog products stocked so far, shared like [`Self::sales_made`].
+    pub fn products_made(&self) -> Arc<Mutex<Vec<Stocked>>> {
+        self.products.clone()
     }
 
     /// The clock a run's load announces its start on (see `Load::for_env`).

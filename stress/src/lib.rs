@@ -26,7 +26,9 @@ use scenario::{Common, Scenario};
 /// Runs a scenario, sampling the invariants while it runs when the database
 /// is reachable and striking `common.chaos` in its middle, then checks every
 /// invariant: in SQL when the database is reachable, through the admin API
-/// otherwise. Deadlocks are read before and after, with the database.
+/// otherwise. Deadlocks are read before and after, with the database. The
+/// invariants cover the sales and the catalog's books the run stocked (those
+/// only in SQL).
 pub async fn run_and_verify(
     env: &Environment,
     common: &Common,
@@ -40,10 +42,11 @@ pub async fn run_and_verify(
         Some(db) => Some(verify::deadlocks::read(db, &logs).await?),
         None => None,
     };
+    let books_from = lock(&env.products_made()).len();
     let sampler = env
         .db
         .clone()
-        .map(|db| verify::during::Sampler::start(db, env.sales_made()));
+        .map(|db| verify::during::Sampler::watching(db, env.sales_made(), env.products_made()));
     // The fault waits for this run's load to start, not a previous run's.
     env.load_clock().send_replace(None);
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
@@ -77,11 +80,25 @@ pub async fn run_and_verify(
     let mut violations = verify::check_answers(&run.ledger);
     violations.extend(sampling.as_ref().and_then(|s| s.first_violation.clone()));
     let mut payments = None;
+    let mut cart = None;
     let tally = match &env.db {
         Some(db) => {
             violations.extend(verify::check_database(db, &run.sales, &run.ledger).await?);
             violations.extend(verify::payments::check(db, &run.sales).await?);
             payments = verify::payments::facts(db, &run.sales).await?;
+            let books = lock(&env.products_made())[books_from..].to_vec();
+            if !books.is_empty() {
+                let ids: Vec<i64> = books.iter().map(|b| b.id).collect();
+                violations.extend(
+                    verify::catalog::check(db, &books, common.hold_secs, &run.ledger).await?,
+                );
+                violations.extend(verify::payments::check_catalog(db, &ids).await?);
+                if payments.is_none() {
+                    payments = Some(verify::payments::catalog_facts(db, &ids).await?);
+                }
+                let secs = run.elapsed.as_secs_f64();
+                cart = Some(verify::catalog::facts(db, &books, &run.ledger, secs).await?);
+            }
             Some(verify::tally(db, &run.sales).await?)
         }
         None => {
@@ -106,6 +123,11 @@ pub async fn run_and_verify(
     let mut summary = report::summarize(&run, violations, sampling, tally);
     summary.deadlocks = deadlocks;
     summary.payments = payments;
+    summary.cart = cart;
     summary.chaos = struck.map(|s| chaos::facts(&s, &run.ledger));
     Ok(summary)
+}
+
+fn lock<T>(noted: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    noted.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -3,9 +3,11 @@
 //!
 //! This file is the recording side: the HTTP client with one method per kind
 //! of request, and the ledger it writes. Purchases, and the routing around a
-//! dead instance that every request goes through, are in `purchase`; the
-//! workers that share the connections out are in `workers`.
+//! dead instance that every request goes through, are in `purchase`; carts
+//! and their checkout in `cart`; the workers that share the connections out
+//! are in `workers`.
 
+mod cart;
 mod pay;
 mod purchase;
 mod workers;
@@ -20,6 +22,7 @@ use tokio::sync::watch;
 use crate::environment::Environment;
 use crate::scenario::Common;
 
+pub use cart::{CheckoutEnd, CheckoutSuccess, ShortLine};
 pub use purchase::never_sent;
 use purchase::Lost;
 pub use workers::{progress, run_for, run_jobs};
@@ -40,6 +43,10 @@ pub enum Kind {
     Pay,
     /// The test provider's machine route deciding a charge.
     Decide,
+    /// `PUT` or `DELETE /cart/items/{product_id}`: a line of a cart.
+    Cart,
+    /// `POST /cart/checkout`: a cart into one catalog order.
+    Checkout,
 }
 
 impl Kind {
@@ -53,6 +60,8 @@ impl Kind {
             Kind::Health => "health",
             Kind::Pay => "pay",
             Kind::Decide => "decide",
+            Kind::Cart => "cart",
+            Kind::Checkout => "checkout",
         }
     }
 }
@@ -99,6 +108,10 @@ pub struct Ledger {
     pub refused: u64,
     /// Requests that every instance refused: sent nowhere.
     pub unreachable: u64,
+    /// Checkouts answered 201.
+    pub checkouts: Vec<CheckoutSuccess>,
+    /// Checkouts without a final answer after every try: the buyer's id.
+    pub unknown_checkouts: Vec<i64>,
 }
 
 impl Ledger {
@@ -109,6 +122,8 @@ impl Ledger {
         self.told_late.extend(other.told_late);
         self.refused += other.refused;
         self.unreachable += other.unreachable;
+        self.checkouts.extend(other.checkouts);
+        self.unknown_checkouts.extend(other.unknown_checkouts);
     }
 }
 
@@ -295,6 +310,25 @@ pub fn is_documented(kind: Kind, status: u16, code: Option<&str>) -> bool {
         Kind::Decide => matches!(
             (status, code),
             (200, None) | (409, Some("payment_not_open")) | (503, Some("busy"))
+        ),
+        Kind::Cart => matches!(
+            (status, code),
+            (200, None)
+                | (404, Some("not_found"))
+                | (422, Some("validation_failed"))
+                | (429, Some("rate_limited"))
+                | (503, Some("busy"))
+        ),
+        Kind::Checkout => matches!(
+            (status, code),
+            (201, None)
+                | (
+                    409,
+                    Some("out_of_stock" | "cart_empty" | "request_in_progress")
+                )
+                | (422, Some("validation_failed" | "idempotency_key_reused"))
+                | (429, Some("rate_limited"))
+                | (503, Some("busy"))
         ),
         Kind::Status | Kind::Browse | Kind::Health => matches!(
             (status, code),

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release -p stress -- exact --stock 1000 --buyers 20000 --connections 256
 //! cargo run --release -p stress -- exact --stock 30000 --buyers 60000 --instances 2 --chaos kill-instance@3s
+//! cargo run --release -p stress -- cart --products 20 --copies 5 --buyers 5000 --hold-secs 3
 //! ```
 //!
 //! Exits 0 when every invariant held, 1 on any violation, 2 when the run
@@ -90,6 +91,15 @@ enum Cmd {
         /// Percent of the winners whose card is declined (the rest walk away).
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100))]
         decline: u32,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Shoppers with random carts over a small catalog of a few copies per
+    /// book: each checks out, then pays, is declined or walks away; a shopper
+    /// refused `out_of_stock` takes what is left, or comes back later.
+    Cart {
+        #[command(flatten)]
+        cart: scenario::CartArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -309,6 +319,13 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
                 },
             )
         }
+        Cmd::Cart { cart, common } => (
+            common,
+            HoldArgs {
+                hold_secs: cart.hold_secs,
+            },
+            Scenario::Cart(cart.spec()),
+        ),
         Cmd::Mixed {
             duration_secs,
             sales,
@@ -353,6 +370,9 @@ async fn execute(a: CommonArgs, hold: HoldArgs, scenario: Scenario) -> anyhow::R
     }
     let env = if a.targets.is_empty() {
         let mut server_env = default_server_env();
+        if let Scenario::Cart(_) = scenario {
+            server_env.push(("CART_HOLD_SECS".into(), hold.hold_secs.to_string()));
+        }
         for kv in &a.server_env {
             let (k, v) = kv
                 .split_once('=')

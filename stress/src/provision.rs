@@ -284,6 +284,38 @@ pub async fn sale(env: &Environment, admin: &str, spec: SaleSpec) -> anyhow::Res
     })
 }
 
+/// `n` catalog books of `copies` each, made through the API as an admin and
+/// noted in the environment (so the sampler watches them); their ids.
+pub async fn catalog(
+    env: &Environment,
+    admin: &str,
+    n: usize,
+    copies: i64,
+) -> anyhow::Result<Vec<i64>> {
+    let client = reqwest::Client::new();
+    let tag = run_tag();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let product: Value = client
+            .post(format!("{}/api/v1/products", env.targets[0]))
+            .bearer_auth(admin)
+            .json(&json!({"name": format!("Stress book {tag} {i}"),
+                          "description": "stocked by the stress harness",
+                          "price_cents": 1200 + 100 * (i as i64 % 5), "currency": "EUR",
+                          "stock": copies}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = product["id"]
+            .as_i64()
+            .with_context(|| format!("creating a book: {product}"))?;
+        env.note_product(id, copies);
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
 /// A short tag that keeps names of different runs apart.
 fn run_tag() -> String {
     use rand::Rng;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::chaos::ChaosFacts;
 use crate::load::Kind;
 use crate::scenario::Run;
+use crate::verify::catalog::CartFacts;
 use crate::verify::deadlocks::Deadlocks;
 use crate::verify::during::Sampling;
 use crate::verify::payments::PaymentFacts;
@@ -97,6 +98,8 @@ pub struct Summary {
     /// What holds and payments came to (sales with a hold, the database
     /// reachable).
     pub payments: Option<PaymentFacts>,
+    /// What the catalog's books came to (the `cart` scenario).
+    pub cart: Option<CartFacts>,
     pub latency: Vec<LatencyRow>,
     pub answers: Vec<AnswerRow>,
     pub timeline: Vec<Slice>,
@@ -268,6 +271,7 @@ pub fn summarize(
         chaos: None,
         deadlocks: None,
         payments: None,
+        cart: None,
         latency,
         answers,
         timeline,

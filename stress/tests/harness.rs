@@ -4,8 +4,11 @@
 //! real server processes, and a short `ceiling` must measure every strategy
 //! with pgbench. The faults (`--chaos`), the routing around a dead instance
 //! and the deadlock check are tested in `harness/chaos.rs`, the `checkout`
-//! scenario and the payment checks in `harness/checkout.rs`.
+//! scenario and the payment checks in `harness/checkout.rs`, the `cart`
+//! scenario and the catalog checks in `harness/cart.rs`.
 
+#[path = "harness/cart.rs"]
+mod cart;
 #[path = "harness/chaos.rs"]
 mod chaos;
 #[path = "harness/checkout.rs"]
@@ -332,6 +335,7 @@ fn snapshot_of(remaining: i64, live_units: i64, sell_count: i64) -> Snapshot {
             stray_payments: 0,
             overdue_holds: 0,
         }],
+        products: vec![],
     }
 }
 

@@ -17,12 +17,15 @@ pub fn text(s: &Summary) -> String {
         "requests   {}  ({:.0}/s)",
         s.requests, s.requests_per_sec
     );
-    let _ = writeln!(
-        o,
-        "purchases  {} created  ({:.0}/s)",
-        s.purchases_created, s.purchases_per_sec
-    );
-    if let Some(t) = &s.tally {
+    // A cart run buys from the catalog, not from sales: its lines are below.
+    if s.cart.is_none() {
+        let _ = writeln!(
+            o,
+            "purchases  {} created  ({:.0}/s)",
+            s.purchases_created, s.purchases_per_sec
+        );
+    }
+    if let Some(t) = s.tally.as_ref().filter(|_| s.cart.is_none()) {
         let _ = writeln!(
             o,
             "sold       {} units in live orders; {} order(s) released (holds expired or cancelled)",
@@ -54,6 +57,9 @@ pub fn text(s: &Summary) -> String {
             "rerouted   {} refused connection(s) sent on to another instance; {} request(s) refused by all",
             s.refused_connections, s.unreachable
         );
+    }
+    if let Some(c) = &s.cart {
+        cart(&mut o, s, c);
     }
     if let Some(p) = &s.payments {
         payments(&mut o, p);
@@ -171,6 +177,44 @@ fn chaos(o: &mut String, c: &crate::chaos::ChaosFacts) {
         o,
         "           {} busy answer(s) from the fault to that 201{after_back}",
         c.busy_since_fault
+    );
+}
+
+fn cart(o: &mut String, s: &Summary, c: &crate::verify::catalog::CartFacts) {
+    let latency = s
+        .latency
+        .iter()
+        .find(|l| l.kind == "checkout")
+        .map_or(String::new(), |l| {
+            format!("; latency p50 {:.2} ms, p99 {:.2} ms", l.p50_ms, l.p99_ms)
+        });
+    let _ = writeln!(
+        o,
+        "checkouts  {} created  ({:.0}/s) of {} answered ({:.0}/s){latency}; {} left without an answer",
+        c.checkouts_created,
+        c.checkouts_per_sec,
+        c.checkouts_answered,
+        c.checkouts_answered_per_sec,
+        c.checkouts_unknown
+    );
+    let refusals: Vec<String> = c
+        .refusals
+        .iter()
+        .map(|(what, n)| format!("{n} {what}"))
+        .collect();
+    let _ = writeln!(
+        o,
+        "refusals   {}",
+        if refusals.is_empty() {
+            "none".to_string()
+        } else {
+            refusals.join(", ")
+        }
+    );
+    let _ = writeln!(
+        o,
+        "books      {} units put in over {} books; {} sold in live orders, {} of them paid",
+        c.units_put_in, c.books, c.units_sold, c.units_paid
     );
 }
 

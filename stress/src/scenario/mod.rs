@@ -1,7 +1,8 @@
 //! The scenarios. Each provisions what it needs, fires its load and returns a
 //! [`Run`] for verification and reporting. The buying scenarios are here; the
-//! soak and the polls are in `soak`.
+//! soak and the polls are in `soak`, the catalog's carts in `cart`.
 
+mod cart;
 mod checkout;
 mod soak;
 
@@ -14,6 +15,7 @@ use crate::environment::Environment;
 use crate::load::{run_jobs, Attempt, Ledger, Load};
 use crate::provision::{self, AdminLogin, Buyer, SaleInfo, SaleSpec};
 
+pub use cart::{cart, random_cart, CartArgs, CartSpec};
 pub use checkout::{checkout, fate, Fate, Shares};
 pub use soak::{mixed, poll};
 
@@ -300,6 +302,8 @@ pub enum Scenario {
     Health {
         requests: usize,
     },
+    /// Carts over a small catalog, checked out, paid or abandoned.
+    Cart(CartSpec),
 }
 
 impl Scenario {
@@ -323,6 +327,7 @@ impl Scenario {
             } => mixed(env, c, duration, sales, stock, users).await,
             Scenario::Status { requests } => poll(env, c, requests, false).await,
             Scenario::Health { requests } => poll(env, c, requests, true).await,
+            Scenario::Cart(spec) => cart(env, c, spec).await,
         }
     }
 }

@@ -29,7 +29,8 @@ struct SaleFacts {
 
 /// Checks every sale of a run directly in SQL, with live-order semantics:
 /// remaining + units of live orders == stock; the product's sell_count equals
-/// the units of its live orders; at most one live order per (sale, user), and
+/// the units of its live orders (of its sales, and the lines of catalog
+/// orders, which have no sale); at most one live order per (sale, user), and
 /// a shopper's next order only after the previous one was released; every
 /// order is live exactly while it has no `released_at`; every order carries
 /// its sale's hold (`expires_at = created_at + hold_secs`, or none) and no
@@ -49,8 +50,11 @@ pub async fn check_database(
             "select s.stock, s.remaining, s.starts_at, s.ends_at, p.sell_count,
                     (select coalesce(sum(quantity), 0)::bigint from purchase_order o
                       where o.sale_id = s.id and o.status in {LIVE}) as sold,
-                    (select coalesce(sum(quantity), 0)::bigint from purchase_order o
-                      where o.product_id = p.id and o.status in {LIVE}) as product_sold,
+                    ((select coalesce(sum(quantity), 0) from purchase_order o
+                       where o.product_id = p.id and o.status in {LIVE})
+                     + (select coalesce(sum(l.quantity), 0) from order_line l
+                          join purchase_order o on o.id = l.order_id
+                         where l.product_id = p.id and o.status in {LIVE}))::bigint as product_sold,
                     (select count(*) from purchase_order o
                       where o.sale_id = s.id and (o.created_at < s.starts_at or o.created_at >= s.ends_at)) as outside,
                     (select count(*) from (select 1 from purchase_order o where o.sale_id = s.id and o.status in {LIVE}

@@ -1,7 +1,6 @@
 //! The invariants sampled while a run goes on, not only after it: every
-//! 250 ms, one statement (so one snapshot) reads each sale's stock,
-//! `remaining` and live units, and its product's `sell_count` and the live
-//! units of all the product's sales. At every instant `remaining + live ==
+//! 250 ms, one snapshot reads each sale's stock, `remaining` and live units,
+//! and its product's `sell_count` and live units. At every instant `remaining + live ==
 //! stock` and `sell_count == live units` must hold; a sample where either does
 //! not is a violation, reported with the first failing sample's numbers.
 //!
@@ -9,6 +8,12 @@
 //! order has exactly one succeeded payment, every payment that succeeded
 //! belongs to a paid or refunded order, and no hold outlives its `expires_at`
 //! by more than the sweep interval and a second ([`HOLD_GRACE_MS`]).
+//!
+//! And the catalog's books stocked by the run, with the same payment
+//! invariants over their catalog orders (see `catalog`): the sales' and the
+//! books' statements run in one read-only repeatable-read transaction, so
+//! they read one snapshot. A product's live units are those of both kinds:
+//! its sale orders and the lines of catalog orders (which have no sale).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +24,9 @@ use sqlx::PgPool;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::catalog::{self, ProductSample};
 use super::{v, Violation, LIVE};
+use crate::environment::Stocked;
 
 /// How often the sampler reads the invariants.
 pub const EVERY: Duration = Duration::from_millis(250);
@@ -39,7 +46,8 @@ pub struct SaleSample {
     pub live_units: i64,
     /// The product's `sell_count`.
     pub sell_count: i64,
-    /// Units in the live orders of all the product's sales.
+    /// Units of the product in live orders: of all its sales, and the lines
+    /// of catalog orders.
     pub product_live_units: i64,
     /// Paid orders without exactly one succeeded payment.
     pub paid_unpaired: i64,
@@ -57,10 +65,23 @@ pub struct Snapshot {
     /// Time since the sampler started.
     pub since_start: Duration,
     pub sales: Vec<SaleSample>,
+    /// The catalog's books stocked by the run.
+    pub products: Vec<ProductSample>,
 }
 
-/// Reads one snapshot of `sales` in one statement.
+/// Reads one snapshot of `sales`.
 pub async fn snapshot(db: &PgPool, sales: &[i64], since_start: Duration) -> sqlx::Result<Snapshot> {
+    snapshot_with(db, sales, &[], since_start).await
+}
+
+/// Reads one snapshot of `sales` and `books`, in one transaction that sees
+/// one snapshot of the database.
+pub async fn snapshot_with(
+    db: &PgPool,
+    sales: &[i64],
+    books: &[Stocked],
+    since_start: Duration,
+) -> sqlx::Result<Snapshot> {
     #[derive(sqlx::FromRow)]
     struct Row {
         at: DateTime<Utc>,
@@ -70,16 +91,24 @@ pub async fn snapshot(db: &PgPool, sales: &[i64], since_start: Duration) -> sqlx
     // One pass over each product's live orders, aggregated without sorting:
     // about 30 ms at 100,000 orders.
     let grace = HOLD_GRACE_MS as f64 / 1000.0;
+    let mut tx = db.begin().await?;
+    sqlx::query("set transaction isolation level repeatable read, read only")
+        .execute(&mut *tx)
+        .await?;
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "select now() as at, s.id as sale_id, s.product_id, s.stock, s.remaining,
                 coalesce(l.live_units, 0)::bigint as live_units, p.sell_count,
-                coalesce(l.product_live_units, 0)::bigint as product_live_units,
+                (coalesce(l.product_live_units, 0) + coalesce(cl.units, 0))::bigint
+                    as product_live_units,
                 q.paid_unpaired, q.stray_payments, q.overdue_holds
            from sale s join product p on p.id = s.product_id
            left join lateral (select sum(o.quantity) filter (where o.sale_id = s.id) as live_units,
                                      sum(o.quantity) as product_live_units
                                 from purchase_order o
                                where o.product_id = s.product_id and o.status in {LIVE}) l on true
+           left join lateral (select sum(ol.quantity) as units
+                                from order_line ol join purchase_order o on o.id = ol.order_id
+                               where ol.product_id = s.product_id and o.status in {LIVE}) cl on true
            cross join lateral (
                select count(*) filter (where o.status = 'paid' and
                           (select count(*) from payment y
@@ -94,14 +123,28 @@ pub async fn snapshot(db: &PgPool, sales: &[i64], since_start: Duration) -> sqlx
           order by s.id"
     ))
     .bind(sales)
-    .fetch_all(db)
+    .fetch_all(&mut *tx)
     .await?;
-    let at = rows.first().map(|r| r.at).unwrap_or_else(Utc::now);
+    let products = if books.is_empty() {
+        Vec::new()
+    } else {
+        catalog::snapshot(&mut tx, books).await?
+    };
+    let at = match rows.first() {
+        Some(r) => r.at,
+        None => {
+            sqlx::query_scalar("select now()")
+                .fetch_one(&mut *tx)
+                .await?
+        }
+    };
+    tx.commit().await?;
     let sales = rows.into_iter().map(|r| r.sale).collect();
     Ok(Snapshot {
         at,
         since_start,
         sales,
+        products,
     })
 }
 
@@ -112,7 +155,7 @@ pub fn check(s: &Snapshot) -> Option<Violation> {
         s.since_start.as_secs_f64(),
         s.at.format("%H:%M:%S%.3f")
     );
-    s.sales.iter().find_map(|x| {
+    let sale = s.sales.iter().find_map(|x| {
         if x.remaining + x.live_units != x.stock {
             Some(format!(
                 "sale {}: remaining {} + live units {} != stock {}",
@@ -141,8 +184,9 @@ pub fn check(s: &Snapshot) -> Option<Violation> {
         } else {
             None
         }
+    });
+    sale.or_else(|| s.products.iter().find_map(catalog::check_sample))
         .map(|what| v("invariants_hold_during_the_run", format!("{what}, {when}")))
-    })
 }
 
 /// What the sampler saw.
@@ -178,7 +222,18 @@ impl Sampler {
     /// Samples, every [`EVERY`], the sales noted in `sales` from now on
     /// (those noted before are another run's).
     pub fn start(db: PgPool, sales: Arc<Mutex<Vec<i64>>>) -> Sampler {
+        Sampler::watching(db, sales, Arc::default())
+    }
+
+    /// [`Sampler::start`], and the catalog's books noted in `books` from now
+    /// on, in the same snapshot.
+    pub fn watching(
+        db: PgPool,
+        sales: Arc<Mutex<Vec<i64>>>,
+        books: Arc<Mutex<Vec<Stocked>>>,
+    ) -> Sampler {
         let from = lock(&sales).len();
+        let books_from = lock(&books).len();
         let (stop, mut stopped) = oneshot::channel();
         let task = tokio::spawn(async move {
             let started = Instant::now();
@@ -192,8 +247,9 @@ impl Sampler {
                 };
                 // The last snapshot is taken after the load stopped.
                 let ids: Vec<i64> = lock(&sales)[from..].to_vec();
-                if !ids.is_empty() {
-                    match snapshot(&db, &ids, started.elapsed()).await {
+                let stocked: Vec<Stocked> = lock(&books)[books_from..].to_vec();
+                if !ids.is_empty() || !stocked.is_empty() {
+                    match snapshot_with(&db, &ids, &stocked, started.elapsed()).await {
                         Ok(s) => seen.record(&s),
                         Err(_) => seen.errors += 1,
                     }
@@ -213,6 +269,6 @@ impl Sampler {
     }
 }
 
-fn lock(sales: &Mutex<Vec<i64>>) -> std::sync::MutexGuard<'_, Vec<i64>> {
-    sales.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(noted: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
+    noted.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -1,13 +1,15 @@
 //! The invariants checked after every run, Jepsen-bank style: the database
 //! and the answers the shoppers got must tell the same story. The answers are
 //! checked here, the database in `database` (after the run) and `during`
-//! (sampled while it runs), and deadlocks in `deadlocks`.
+//! (sampled while it runs), the catalog's books in `catalog`, and deadlocks
+//! in `deadlocks`.
 //!
 //! An order is *live* while it holds its units (`pending_payment`, `paid`,
 //! `confirmed`). With a sale's hold, a 201 may since have expired and its
 //! units been sold again, so units sold are the live orders' units, never the
 //! count of 201s.
 
+pub mod catalog;
 mod database;
 pub mod deadlocks;
 pub mod during;

@@ -1,5 +1,7 @@
-//! Payments after a run: their invariants in SQL, and what the sales' holds
-//! and payments came to (for the `checkout` report).
+//! Payments after a run: their invariants in SQL, and what the holds and
+//! payments came to (for the `checkout` and `cart` reports), over the orders
+//! of the run's sales or of its catalog books (the catalog orders with a
+//! line of one of them; those have no sale).
 //!
 //! Invariants: every paid order has exactly one succeeded payment; every
 //! payment that succeeded (succeeded, refunding, refunded) belongs to a paid
@@ -13,10 +15,45 @@ use super::during::HOLD_GRACE_MS;
 use super::{v, Violation};
 use crate::provision::SaleInfo;
 
+/// Which orders: those of some sales, or the catalog orders of some books.
+#[derive(Clone, Copy)]
+enum Orders<'a> {
+    OfSales(&'a [i64]),
+    OfBooks(&'a [i64]),
+}
+
+impl<'a> Orders<'a> {
+    /// The orders as a condition on `purchase_order o`, with the ids as `$1`.
+    fn filter(self) -> &'static str {
+        match self {
+            Orders::OfSales(_) => "o.sale_id = any($1)",
+            Orders::OfBooks(_) => {
+                "o.sale_id is null and o.id in
+                     (select l.order_id from order_line l where l.product_id = any($1))"
+            }
+        }
+    }
+
+    fn ids(self) -> &'a [i64] {
+        match self {
+            Orders::OfSales(ids) | Orders::OfBooks(ids) => ids,
+        }
+    }
+}
+
 /// Checks the payment invariants over the run's sales.
 pub async fn check(db: &PgPool, sales: &[SaleInfo]) -> anyhow::Result<Vec<Violation>> {
     let ids: Vec<i64> = sales.iter().map(|s| s.id).collect();
-    let (unpaired, stray, overdue): (i64, i64, i64) = sqlx::query_as(
+    check_orders(db, Orders::OfSales(&ids)).await
+}
+
+/// Checks the payment invariants over the catalog orders of `books`.
+pub async fn check_catalog(db: &PgPool, books: &[i64]) -> anyhow::Result<Vec<Violation>> {
+    check_orders(db, Orders::OfBooks(books)).await
+}
+
+async fn check_orders(db: &PgPool, orders: Orders<'_>) -> anyhow::Result<Vec<Violation>> {
+    let (unpaired, stray, overdue): (i64, i64, i64) = sqlx::query_as(&format!(
         "select count(*) filter (where o.status = 'paid' and
                     (select count(*) from payment y
                       where y.order_id = o.id and y.status = 'succeeded') <> 1),
@@ -25,9 +62,10 @@ pub async fn check(db: &PgPool, sales: &[SaleInfo]) -> anyhow::Result<Vec<Violat
                         and y.status in ('succeeded', 'refunding', 'refunded'))),
                 count(*) filter (where o.status = 'pending_payment'
                     and o.expires_at < now() - make_interval(secs => $2))
-           from purchase_order o where o.sale_id = any($1)",
-    )
-    .bind(&ids)
+           from purchase_order o where {}",
+        orders.filter()
+    ))
+    .bind(orders.ids())
     .bind(HOLD_GRACE_MS as f64 / 1000.0)
     .fetch_one(db)
     .await?;
@@ -86,8 +124,25 @@ pub async fn facts(db: &PgPool, sales: &[SaleInfo]) -> anyhow::Result<Option<Pay
         return Ok(None);
     }
     let ids: Vec<i64> = sales.iter().map(|s| s.id).collect();
-    let f: PaymentFacts = sqlx::query_as(
-        "with o as (select * from purchase_order where sale_id = any($1)),
+    facts_of(db, Orders::OfSales(&ids)).await.map(Some)
+}
+
+/// The facts of the catalog orders of `books`; `last_paid_secs` runs from
+/// the first of them.
+pub async fn catalog_facts(db: &PgPool, books: &[i64]) -> anyhow::Result<PaymentFacts> {
+    facts_of(db, Orders::OfBooks(books)).await
+}
+
+async fn facts_of(db: &PgPool, orders: Orders<'_>) -> anyhow::Result<PaymentFacts> {
+    let start = match orders {
+        Orders::OfSales(_) => {
+            "(select min(s.starts_at) from sale s
+                                where s.id in (select sale_id from o where status = 'paid'))"
+        }
+        Orders::OfBooks(_) => "(select min(created_at) from o)",
+    };
+    let f: PaymentFacts = sqlx::query_as(&format!(
+        "with o as (select * from purchase_order o where {}),
               y as (select p.* from payment p join o on o.id = p.order_id),
               r as (select released_at, count(*) as n from o
                      where status in ('expired', 'payment_failed') group by sale_id, released_at)
@@ -105,15 +160,15 @@ pub async fn facts(db: &PgPool, sales: &[SaleInfo]) -> anyhow::Result<Option<Pay
                    from o where status = 'paid')::float8 as payments_per_sec,
                 (select sum(n) / nullif(extract(epoch from max(released_at) - min(released_at)), 0)
                    from r)::float8 as releases_per_sec,
-                (select extract(epoch from max(o.paid_at) - min(s.starts_at))
-                   from o join sale s on s.id = o.sale_id where o.status = 'paid')::float8
-                    as last_paid_secs,
+                (select extract(epoch from max(o.paid_at) - {start})
+                   from o where o.status = 'paid')::float8 as last_paid_secs,
                 (select count(*) from r) as release_transactions,
                 (select avg(n) from r)::float8 as release_batch_mean,
                 (select max(n) from r) as release_batch_max",
-    )
-    .bind(&ids)
+        orders.filter()
+    ))
+    .bind(orders.ids())
     .fetch_one(db)
     .await?;
-    Ok(Some(f))
+    Ok(f)
 }
