@@ -1,8 +1,9 @@
 //! The catalog and the cart in a real browser, driven by
 //! `tests/browser/cart.mjs` (see `browser.rs` for what the suites need): the
 //! suite searches, fills a cart, checks out and pays; then checks out a cart
-//! whose last copy another shopper took meanwhile. This test makes the users
-//! and books beforehand and checks the database after.
+//! whose last copy another shopper took meanwhile; and the seller sets a
+//! book's stock on the seller page. This test makes the users and books
+//! beforehand and checks the database after.
 
 use flashsale::auth::Role;
 use serde_json::{json, Value};
@@ -102,6 +103,7 @@ async fn shoppers_search_fill_a_cart_check_out_and_pay_in_a_real_browser() {
             ("SHOPPER", shopper.username.clone()),
             ("LATE", late.username.clone()),
             ("RIVAL", rival.username.clone()),
+            ("SELLER", seller.username.clone()),
             ("BOOK_A", a.to_string()),
             ("BOOK_A_NAME", a_name.to_owned()),
             ("BOOK_B", b.to_string()),
@@ -137,7 +139,8 @@ async fn shoppers_search_fill_a_cart_check_out_and_pay_in_a_real_browser() {
         (status.as_str(), total, currency.as_str()),
         ("paid", 2 * 1250 + 990, "EUR")
     );
-    assert_eq!((stock_of(&app, a).await, stock_of(&app, b).await), (3, 2));
+    // The seller set the second book's stock to 7 after the order took 1 of 3.
+    assert_eq!((stock_of(&app, a).await, stock_of(&app, b).await), (3, 7));
     let cart_lines = |user: i64| format!("select count(*) from cart_item where user_id = {user}");
     assert_eq!(app.scalar_i64(&cart_lines(shopper.id)).await, 0);
 

@@ -1,6 +1,7 @@
 // The catalog and the cart in headless Chromium: search, product pages,
 // the cart page, checkout, the test processor's page and the order with its
-// lines; then a checkout refused because another shopper took the last copy.
+// lines; then a checkout refused because another shopper took the last copy;
+// and the seller setting a book's stock.
 // Run by tests/api/browser_cart.rs, which makes the users and books named in
 // the environment and checks the database against the RESULT line printed
 // here. Every wait is on page state, never on time.
@@ -13,6 +14,7 @@ import {
 const SHOPPER = env('SHOPPER');
 const LATE = env('LATE');
 const RIVAL = env('RIVAL');
+const SELLER = env('SELLER');
 const BOOK_A = env('BOOK_A');
 const BOOK_A_NAME = env('BOOK_A_NAME');
 const BOOK_B = env('BOOK_B');
@@ -141,6 +143,20 @@ step('a checkout fails when another shopper took the last copy meanwhile, and th
   assert.equal(await late.locator('#checkout').isDisabled(), true, 'a short cart cannot be checked out');
   assert.equal(late.url(), `${BASE}/cart`);
   await shot(late, 'cart-out-of-stock');
+});
+
+step('the seller sets a book\'s catalog stock on the seller page', async () => {
+  const seller = await newPage();
+  await signIn(seller, SELLER, '/seller');
+  const stock = seller.getByLabel(`Catalog stock of ${BOOK_B_NAME}`, { exact: true });
+  // What is left after the paid order.
+  assert.equal(await stock.inputValue(), '2');
+  await stock.fill('-1');
+  await seller.getByRole('button', { name: `Save the stock of ${BOOK_B_NAME}` }).click();
+  await waitText(seller, `#my-products tr[data-product="${BOOK_B}"]`, /A whole number from 0/);
+  await stock.fill('7');
+  await seller.getByRole('button', { name: `Save the stock of ${BOOK_B_NAME}` }).click();
+  await waitText(seller, `#my-products tr[data-product="${BOOK_B}"]`, /Saved: 7 in stock\./);
 });
 
 await run();
