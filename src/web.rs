@@ -77,6 +77,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/assets/seller.js"),
     },
     Asset {
+        name: "products.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/assets/products.js"),
+    },
+    Asset {
+        name: "cart.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/assets/cart.js"),
+    },
+    Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../web/assets/favicon.svg"),
@@ -95,6 +105,10 @@ const PAGES: &[(&str, &str, &str)] = &[
     ("/", "home", "Flash sales"),
     ("/sales", "sales", "All sales"),
     ("/sales/{id}", "sale", "Sale"),
+    // The catalog; `?q=` searches it.
+    ("/products", "products", "Books"),
+    ("/products/{id}", "product", "Book"),
+    ("/cart", "cart", "Your cart"),
     ("/login", "login", "Sign in"),
     ("/register", "register", "Create an account"),
     ("/forgot", "forgot", "Forgot your password"),

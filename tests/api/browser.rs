@@ -1,6 +1,7 @@
 //! The shop's pages in a real browser: headless Chromium, driven by the
-//! playwright-core suite in `tests/browser/shop.mjs`, against this test's own
-//! server and database. The suite clicks through the pages; this test makes
+//! playwright-core suite in `tests/browser/shop.mjs` (the cart's pages by
+//! `cart.mjs`, from `browser_cart.rs`), against this test's own server and
+//! database. The suite clicks through the pages; this test makes
 //! the users and sales it needs beforehand and checks the database after.
 //!
 //! Needs Node.js with npm and Debian's `chromium` (`CHROMIUM` may name another
@@ -24,6 +25,10 @@ const HOLD_SECS: i64 = 600;
 
 /// The hold the expiry step waits out: real, and short.
 const SHORT_HOLD_SECS: i64 = 3;
+
+/// One browser suite at a time: each drives a Chromium that wants every
+/// core of the machine.
+static ONE_SUITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn suite_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
@@ -84,6 +89,58 @@ async fn prepare_node() {
         "`npm ci` in {} failed: the browser tests need playwright-core from the npm registry",
         dir.display()
     );
+}
+
+/// Where the suites leave their screenshots.
+pub(crate) fn screenshot_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots")
+}
+
+/// Runs the suite `script` of `tests/browser` against `app` with `vars` in its
+/// environment (besides the server's address, the password, the screenshot
+/// directory and Chromium), one suite at a time, and returns its RESULT.
+pub(crate) async fn run_suite(
+    script: &str,
+    vars: &[(&str, String)],
+    app: &TestApp,
+    shots: &Path,
+) -> Value {
+    let chromium = chromium();
+    // Inside the lock: two suites must not both run `npm ci` in one place.
+    let _alone = ONE_SUITE.lock().await;
+    prepare_node().await;
+    let started = Instant::now();
+    let run = tokio::process::Command::new("node")
+        .arg(script)
+        .current_dir(suite_dir())
+        .env("BASE_URL", &app.address)
+        .env("PASSWORD", PASSWORD)
+        .env("SCREENSHOT_DIR", shots)
+        .env("CHROMIUM", &chromium)
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("the browser suite finishes within 5 minutes")
+        .expect("start node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!(
+        "browser suite {script} took {:.1} s\n{stdout}\n{stderr}",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        out.status.success(),
+        "the browser suite {script} failed (screenshots in {}):\n{stdout}\n{stderr}",
+        shots.display()
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .and_then(|l| serde_json::from_str(l).ok())
+        .expect("the suite prints its RESULT line")
 }
 
 /// A product with a readable name, listed by `seller`.
@@ -151,9 +208,7 @@ fn id(sale: &Value) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shoppers_admins_and_sellers_use_the_pages_in_a_real_browser() {
-    // Arrange: the tools, then a server with users, a product and three sales.
-    let chromium = chromium();
-    prepare_node().await;
+    // Arrange: a server with users, a product and three sales.
     let app = spawn_app().await;
     let user1 = app.create_user(Role::Customer).await;
     let user2 = app.create_user(Role::Customer).await;
@@ -182,61 +237,38 @@ async fn shoppers_admins_and_sellers_use_the_pages_in_a_real_browser() {
     let sale_pay = hold_sale_of(&app, &admin, held_product, 5, HOLD_SECS).await;
     let sale_decline = hold_sale_of(&app, &admin, held_product, 1, HOLD_SECS).await;
     let sale_short = hold_sale_of(&app, &admin, held_product, 2, SHORT_HOLD_SECS).await;
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    let shots = screenshot_dir();
 
     // Act: the whole browser suite.
-    let started = Instant::now();
-    let run = tokio::process::Command::new("node")
-        .arg("shop.mjs")
-        .current_dir(suite_dir())
-        .env("BASE_URL", &app.address)
-        .env("PASSWORD", PASSWORD)
-        .env("USER1", &user1.username)
-        .env("USER2", &user2.username)
-        .env("ADMIN", &admin.username)
-        .env("SELLER", &seller.username)
-        .env("SALE_SOON", id(&soon).to_string())
-        .env("SALE_LAST", id(&last).to_string())
-        .env("SALE_SPARE", id(&spare).to_string())
-        .env("PRODUCT_NAME", name)
-        .env("NEW_PRODUCT_NAME", &new_product)
-        .env("NEW_USER", &new_user)
-        .env("START_SECS", START_SECS.to_string())
-        .env("PAYER", &shoppers[0].username)
-        .env("DECLINER", &shoppers[1].username)
-        .env("WATCHER", &shoppers[2].username)
-        .env("EXPIRER", &shoppers[3].username)
-        .env("CANCELEE", &shoppers[4].username)
-        .env("SALE_PAY", sale_pay.to_string())
-        .env("SALE_DECLINE", sale_decline.to_string())
-        .env("SALE_SHORT", sale_short.to_string())
-        .env("HOLD_SECS", HOLD_SECS.to_string())
-        .env("SHORT_HOLD_SECS", SHORT_HOLD_SECS.to_string())
-        .env("SCREENSHOT_DIR", &shots)
-        .env("CHROMIUM", &chromium)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("the browser suite finishes within 5 minutes")
-        .expect("start node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!(
-        "browser suite took {:.1} s\n{stdout}\n{stderr}",
-        started.elapsed().as_secs_f64()
-    );
-    assert!(
-        out.status.success(),
-        "the browser suite failed (screenshots in {}):\n{stdout}\n{stderr}",
-        shots.display()
-    );
-    let result: Value = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .and_then(|l| serde_json::from_str(l).ok())
-        .expect("the suite prints its RESULT line");
+    let result = run_suite(
+        "shop.mjs",
+        &[
+            ("USER1", user1.username.clone()),
+            ("USER2", user2.username.clone()),
+            ("ADMIN", admin.username.clone()),
+            ("SELLER", seller.username.clone()),
+            ("SALE_SOON", id(&soon).to_string()),
+            ("SALE_LAST", id(&last).to_string()),
+            ("SALE_SPARE", id(&spare).to_string()),
+            ("PRODUCT_NAME", name.to_owned()),
+            ("NEW_PRODUCT_NAME", new_product.clone()),
+            ("NEW_USER", new_user.clone()),
+            ("START_SECS", START_SECS.to_string()),
+            ("PAYER", shoppers[0].username.clone()),
+            ("DECLINER", shoppers[1].username.clone()),
+            ("WATCHER", shoppers[2].username.clone()),
+            ("EXPIRER", shoppers[3].username.clone()),
+            ("CANCELEE", shoppers[4].username.clone()),
+            ("SALE_PAY", sale_pay.to_string()),
+            ("SALE_DECLINE", sale_decline.to_string()),
+            ("SALE_SHORT", sale_short.to_string()),
+            ("HOLD_SECS", HOLD_SECS.to_string()),
+            ("SHORT_HOLD_SECS", SHORT_HOLD_SECS.to_string()),
+        ],
+        &app,
+        &shots,
+    )
+    .await;
 
     // Assert: the database holds what the pages showed.
     let numbers = |user: i64| {

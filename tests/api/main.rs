@@ -7,6 +7,7 @@ mod mailbox;
 mod admin_orders;
 mod auth;
 mod browser;
+mod browser_cart;
 mod cart;
 mod catalog;
 mod catalog_reports;

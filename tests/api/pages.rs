@@ -10,6 +10,10 @@ async fn every_page_route_answers_html_that_names_its_page() {
         ("/", "home"),
         ("/sales", "sales"),
         ("/sales/1", "sale"),
+        ("/products", "products"),
+        ("/products?q=lighthouse", "products"),
+        ("/products/3", "product"),
+        ("/cart", "cart"),
         ("/login", "login"),
         ("/register", "register"),
         ("/orders", "orders"),
@@ -43,9 +47,16 @@ async fn every_page_route_answers_html_that_names_its_page() {
 }
 
 #[tokio::test]
-async fn a_sale_page_whose_id_is_not_an_id_is_an_html_404() {
+async fn a_sale_or_product_page_whose_id_is_not_an_id_is_an_html_404() {
     let app = spawn_app().await;
-    for path in ["/sales/abc", "/sales/0", "/sales/-3", "/admin/sales/1x"] {
+    for path in [
+        "/sales/abc",
+        "/sales/0",
+        "/sales/-3",
+        "/admin/sales/1x",
+        "/products/abc",
+        "/products/0",
+    ] {
         let resp = app.get(path, None).await;
         assert_eq!(resp.status(), 404, "{path}");
         let html = resp.text().await.expect("body");
@@ -59,6 +70,8 @@ async fn assets_have_their_content_type_an_etag_and_answer_304_when_unchanged() 
     for (name, kind) in [
         ("app.js", "text/javascript; charset=utf-8"),
         ("shop.js", "text/javascript; charset=utf-8"),
+        ("products.js", "text/javascript; charset=utf-8"),
+        ("cart.js", "text/javascript; charset=utf-8"),
         ("style.css", "text/css; charset=utf-8"),
         ("favicon.svg", "image/svg+xml"),
     ] {
@@ -110,6 +123,8 @@ async fn a_page_or_asset_with_another_method_is_405_with_allow() {
     for (method, path) in [
         (trace.clone(), "/sales"),
         (reqwest::Method::POST, "/orders/3"),
+        (reqwest::Method::POST, "/cart"),
+        (reqwest::Method::PUT, "/products/3"),
         (
             reqwest::Method::DELETE,
             "/pay/7d1c6a4e-2f59-4a55-8d4e-9f1e0a3b2c11",

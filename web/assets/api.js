@@ -38,8 +38,8 @@ export class ApiError extends Error {
   }
 }
 
-async function send(path, { method, body, auth }) {
-  const headers = { accept: 'application/json' };
+async function send(path, { method, body, auth, extra = {} }) {
+  const headers = { ...extra, accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
   const s = session();
   if (auth && s) headers.authorization = `Bearer ${s.access_token}`;
@@ -120,8 +120,10 @@ async function refresh() {
  * Calls `/api/v1${path}`; resolves to the JSON answer or throws ApiError.
  * An access token that expired is refreshed once and the request repeated.
  */
-export async function api(path, { method = 'GET', body, auth = true } = {}) {
-  let resp = await send(path, { method, body, auth });
+export async function api(path, {
+  method = 'GET', body, auth = true, headers: extra = {},
+} = {}) {
+  let resp = await send(path, { method, body, auth, extra });
   if (resp.status === 401 && auth && session()) {
     const copy = resp.clone();
     let code = null;
@@ -131,10 +133,37 @@ export async function api(path, { method = 'GET', body, auth = true } = {}) {
       code = null;
     }
     if (code === 'unauthorized' && (await refresh())) {
-      resp = await send(path, { method, body, auth });
+      resp = await send(path, { method, body, auth, extra });
     }
   }
   return parse(resp);
+}
+
+/**
+ * A fresh `Idempotency-Key`: 32 random hex digits (getRandomValues works on
+ * plain http too, where randomUUID does not).
+ */
+export function idempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * The shop's time by the `Date` header of a cheap answer, for pages with no
+ * `server_time` to read: `{date, sent, received}`, `date` good to the second.
+ */
+export async function shopDate() {
+  const sent = performance.now();
+  let resp;
+  try {
+    resp = await fetch('/healthz', { cache: 'no-store' });
+  } catch {
+    throw new ApiError(0, 'network', 'Could not reach the shop. Check the connection and retry.');
+  }
+  const received = performance.now();
+  const date = Date.parse(resp.headers.get('date') || '');
+  if (!Number.isFinite(date)) throw new ApiError(resp.status, 'no_date', 'The shop sent no time.');
+  return { date, sent, received };
 }
 
 /** The JSON answer and the time it took, for clock sampling. */

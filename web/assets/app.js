@@ -1,8 +1,8 @@
 // Entry point of every page: draws the navigation for the signed-in user and
 // hands the page (named by the server in <body data-page>) to its module.
 
-import { session, logout } from './api.js';
-import { h } from './ui.js';
+import { api, session, logout } from './api.js';
+import { h, showCartCount } from './ui.js';
 
 function nav() {
   const s = session();
@@ -11,9 +11,12 @@ function nav() {
   const link = (href, text) => h('li', {}, h('a', {
     href, 'aria-current': here === href ? 'page' : null,
   }, text));
-  const items = [link('/', 'Home'), link('/sales', 'Sales')];
+  const items = [link('/', 'Home'), link('/sales', 'Sales'), link('/products', 'Books')];
   if (s) {
-    items.push(link('/orders', 'My orders'));
+    const cart = link('/cart', 'Cart');
+    cart.firstChild.id = 'cart-link';
+    cart.firstChild.append(h('span', { id: 'cart-count' }));
+    items.push(cart, link('/orders', 'My orders'));
     if (s.user.role === 'seller' || s.user.role === 'admin') items.push(link('/seller', 'Seller'));
     if (s.user.role === 'admin') items.push(link('/admin', 'Admin'), link('/admin/users', 'Users'));
     items.push(h('li', { class: 'who' }, h('span', { class: 'muted' }, s.user.username),
@@ -32,12 +35,17 @@ function nav() {
     items.push(link(`/login`, 'Sign in'), link('/register', 'Register'));
   }
   list.replaceChildren(...items);
+  // The count is a nicety: a page works without it.
+  if (s) api('/cart').then(showCartCount).catch(() => {});
 }
 
 const PAGES = {
   home: () => import('./shop.js').then((m) => m.home),
   sales: () => import('./shop.js').then((m) => m.salesList),
   sale: () => import('./shop.js').then((m) => m.salePage),
+  products: () => import('./products.js').then((m) => m.catalogPage),
+  product: () => import('./products.js').then((m) => m.productPage),
+  cart: () => import('./cart.js').then((m) => m.cartPage),
   login: () => import('./account.js').then((m) => m.loginPage),
   register: () => import('./account.js').then((m) => m.registerPage),
   forgot: () => import('./account.js').then((m) => m.forgotPage),

@@ -2,7 +2,7 @@
 // countdown on the shop's clock, Pay, its payments, kept up to date by
 // itself), and the hold box the sale page shows after a win.
 
-import { api, timed, session, ApiError } from './api.js';
+import { api, timed, shopDate, session, ApiError } from './api.js';
 import {
   h, money, when, duration, parseTime, loadInto, signInHref, setTitle, errorBox, describe, orderBadge,
   ORDER_LABEL, ShopClock,
@@ -15,6 +15,28 @@ const PAYMENT_LABEL = {
   refunding: 'Refund under way',
   refunded: 'Refunded',
 };
+
+/** Every product the orders' lines name, read once each, by id. */
+async function productsOf(orders) {
+  const ids = [...new Set(orders.flatMap((o) => o.lines.map((l) => l.product_id)))];
+  const products = await Promise.all(ids.map((pid) => api(`/products/${pid}`, { auth: false })));
+  return new Map(products.map((p) => [p.id, p]));
+}
+
+/** Where a line's product is bought: its sale for a sale order, else its page. */
+function lineHref(order, productId) {
+  return order.sale_id ? `/sales/${order.sale_id}` : `/products/${productId}`;
+}
+
+/** Samples `clock` once: a sale order by its sale, a catalog order by the `Date` header. */
+async function sampleClock(order, clock) {
+  if (order.sale_id) {
+    const { data, sent, received } = await timed(`/sales/${order.sale_id}/status`);
+    clock.sample(data.server_time, sent, received);
+  } else {
+    clock.sampleDate(await shopDate());
+  }
+}
 
 /**
  * Opens (or reopens) the order's payment and goes to the provider's page.
@@ -30,7 +52,7 @@ export async function payOrder(orderId) {
 /** What a refused Pay means, in a sentence. */
 function payRefusal(err) {
   switch (err.code) {
-    case 'hold_expired': return 'The hold ran out before it was paid, so the unit went back to the stock.';
+    case 'hold_expired': return 'The hold ran out before it was paid, so what it held went back to the stock.';
     case 'order_not_payable': return 'This order cannot be paid any more.';
     default: return null;
   }
@@ -89,28 +111,27 @@ export async function ordersPage(content) {
   }
   await loadInto(content, async () => {
     const orders = (await api('/orders?limit=100')).items;
-    // Orders name their product by id; read each product once.
-    const ids = [...new Set(orders.map((o) => o.product_id))];
-    const products = await Promise.all(ids.map((pid) => api(`/products/${pid}`, { auth: false })));
-    return { orders, products: new Map(products.map((p) => [p.id, p])) };
+    return { orders, products: await productsOf(orders) };
   }, ({ orders, products }) => {
     if (!orders.length) {
-      content.append(h('p', {}, 'No orders yet. ', h('a', { href: '/sales' }, 'See the sales')));
+      content.append(h('p', {}, 'No orders yet. ', h('a', { href: '/sales' }, 'See the sales'),
+        ' or ', h('a', { href: '/products' }, 'the books'), '.'));
       return;
     }
     content.append(h('div', { class: 'table-wrap' }, h('table', { id: 'orders' },
       h('caption', { class: 'sr-only' }, 'My orders, newest first'),
-      h('thead', {}, h('tr', {}, ['Order', 'Product', 'Qty', 'Total', 'Status', 'Placed'].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, orders.map((o) => {
-        const p = products.get(o.product_id);
-        return h('tr', { 'data-order': o.id },
-          h('td', { class: 'order-number' }, h('a', { href: `/orders/${o.id}` }, o.number)),
-          h('td', {}, h('a', { href: `/sales/${o.sale_id}` }, p ? p.name : `#${o.product_id}`)),
-          h('td', {}, o.quantity),
-          h('td', {}, money(o.total_cents, p ? p.currency : 'EUR')),
-          h('td', {}, orderBadge(o.status)),
-          h('td', {}, when(o.created_at)));
-      })))));
+      h('thead', {}, h('tr', {}, ['Order', 'Books', 'Qty', 'Total', 'Status', 'Placed'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, orders.map((o) => h('tr', { 'data-order': o.id },
+        h('td', { class: 'order-number' }, h('a', { href: `/orders/${o.id}` }, o.number)),
+        h('td', {}, o.lines.flatMap((l, i) => {
+          const p = products.get(l.product_id);
+          return [i ? ', ' : null, h('a', { href: lineHref(o, l.product_id) }, p ? p.name : `#${l.product_id}`),
+            o.lines.length > 1 ? ` × ${l.quantity}` : null];
+        })),
+        h('td', {}, o.quantity),
+        h('td', { class: 'nowrap' }, money(o.total_cents, o.currency)),
+        h('td', {}, orderBadge(o.status)),
+        h('td', {}, when(o.created_at))))))));
   });
 }
 
@@ -122,9 +143,9 @@ function settled(order, payments) {
 const EXPLAIN = {
   paid: (o) => `Paid ${when(o.paid_at)}. Thank you!`,
   confirmed: () => 'Confirmed: nothing to pay.',
-  payment_failed: () => 'The payment failed, so the unit went back to the stock. You may buy again while stock lasts.',
-  expired: () => 'The hold ran out before it was paid, so the unit went back to the stock.',
-  cancelled: () => 'The shop cancelled this order; the unit went back to the stock.',
+  payment_failed: () => 'The payment failed, so what it held went back to the stock. You may buy again while stock lasts.',
+  expired: () => 'The hold ran out before it was paid, so what it held went back to the stock.',
+  cancelled: () => 'The shop cancelled this order; what it held went back to the stock.',
   refunded: () => 'Refunded: the money goes back to the card it was paid with.',
 };
 
@@ -144,29 +165,38 @@ export async function orderPage(content) {
   let first;
   await loadInto(content, async () => {
     const now = await read();
-    const [product] = await Promise.all([
-      api(`/products/${now.order.product_id}`, { auth: false }),
+    const [products] = await Promise.all([
+      productsOf([now.order]),
       // The hold's countdown runs on the shop's clock.
-      timed(`/sales/${now.order.sale_id}/status`).then(({ data, sent, received }) => {
-        clock.sample(data.server_time, sent, received);
-      }),
+      sampleClock(now.order, clock),
     ]);
-    return { ...now, product };
+    return { ...now, products };
   }, (data) => {
     first = data;
   });
   if (!first) return;
-  const { product } = first;
-  setTitle(`Order ${first.order.number}`);
+  const { products } = first;
+  const sold = first.order;
+  setTitle(`Order ${sold.number}`);
   // Two more samples sharpen the clock estimate.
   (async () => {
     for (let i = 0; i < 2; i += 1) {
       try {
-        const { data, sent, received } = await timed(`/sales/${first.order.sale_id}/status`);
-        clock.sample(data.server_time, sent, received);
+        await sampleClock(sold, clock);
       } catch { /* the first sample stands */ }
     }
   })();
+  const lines = h('div', { class: 'table-wrap' }, h('table', { id: 'order-lines' },
+    h('caption', { class: 'sr-only' }, 'The books of this order'),
+    h('thead', {}, h('tr', {}, ['Book', 'Price', 'Qty', 'Total'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, sold.lines.map((l) => {
+      const p = products.get(l.product_id);
+      return h('tr', { 'data-product': l.product_id },
+        h('td', {}, h('a', { href: lineHref(sold, l.product_id) }, p ? p.name : `#${l.product_id}`)),
+        h('td', { class: 'num nowrap' }, money(l.unit_price_cents, sold.currency)),
+        h('td', { class: 'num' }, l.quantity),
+        h('td', { class: 'num nowrap' }, money(l.total_cents, sold.currency)));
+    }))));
 
   // Announced when it changes (paid, failed, expired).
   const status = h('p', { class: 'row', 'aria-live': 'polite' });
@@ -177,11 +207,12 @@ export async function orderPage(content) {
   const problem = h('div');
   content.replaceChildren(h('div', { class: 'sale' },
     h('section', { class: 'sale-info' }, status, explain,
+      lines,
       h('dl', { class: 'facts' },
-        h('dt', {}, 'Product'), h('dd', {}, h('a', { href: `/sales/${first.order.sale_id}` }, product.name)),
-        h('dt', {}, 'Quantity'), h('dd', {}, first.order.quantity),
-        h('dt', {}, 'Total'), h('dd', { id: 'order-total' }, money(first.order.total_cents, product.currency)),
-        h('dt', {}, 'Placed'), h('dd', {}, when(first.order.created_at)))),
+        h('dt', {}, 'Copies'), h('dd', {}, sold.quantity),
+        h('dt', {}, 'Total'), h('dd', { id: 'order-total' }, money(sold.total_cents, sold.currency)),
+        h('dt', {}, 'Currency'), h('dd', { id: 'order-currency' }, sold.currency),
+        h('dt', {}, 'Placed'), h('dd', {}, when(sold.created_at)))),
     h('section', { class: 'sale-box', 'aria-label': 'Payment' }, hold, paymentsBox, problem, note)));
 
   let holdShown = null;
@@ -190,7 +221,7 @@ export async function orderPage(content) {
     badge.id = 'order-status';
     status.replaceChildren(badge);
     const text = order.status === 'pending_payment'
-      ? 'Held for you: pay before the countdown ends, or the unit goes back to the stock.'
+      ? 'Held for you: pay before the countdown ends, or what it holds goes back to the stock.'
       : (EXPLAIN[order.status] || (() => ORDER_LABEL[order.status] || order.status))(order);
     if (explain.textContent !== text) explain.textContent = text;
     // The hold box keeps its own countdown: draw it again only when it changes.
@@ -198,9 +229,11 @@ export async function orderPage(content) {
     if (holdShown !== key) {
       holdShown = key;
       if (order.status === 'pending_payment' && order.expires_at) {
-        hold.replaceChildren(holdBox({ ...order, currency: product.currency }, clock));
+        hold.replaceChildren(holdBox(order, clock));
       } else if (order.status === 'payment_failed' || order.status === 'expired') {
-        hold.replaceChildren(h('p', {}, h('a', { href: `/sales/${order.sale_id}` }, 'Back to the sale')));
+        hold.replaceChildren(h('p', {}, order.sale_id
+          ? h('a', { href: `/sales/${order.sale_id}` }, 'Back to the sale')
+          : h('a', { href: '/products' }, 'Back to the books')));
       } else {
         hold.replaceChildren();
       }

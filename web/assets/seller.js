@@ -1,8 +1,41 @@
-// The seller's page: my products with their sell counts, and revenue by
-// month (an admin sees every seller's revenue, as the API gives it).
+// The seller's page: my products with their sell counts and catalog stock
+// (which the seller sets here), and revenue by month (an admin sees every seller's revenue, as the API gives it).
 
 import { api, session } from './api.js';
-import { h, money, loadInto, field, notAllowed, signInHref } from './ui.js';
+import {
+  h, money, loadInto, field, notAllowed, signInHref, describe,
+} from './ui.js';
+
+/** The copies of `p` for catalog orders, changed in place (0: only in sales). */
+function stockForm(p) {
+  const input = h('input', {
+    id: `stock-${p.id}`, type: 'number', min: 0, max: 100000000, step: 1, value: p.stock,
+    class: 'qty', 'aria-label': `Catalog stock of ${p.name}`,
+  });
+  const said = h('span', { class: 'small', role: 'status', 'aria-live': 'polite' });
+  const save = h('button', { type: 'submit', class: 'secondary small', 'aria-label': `Save the stock of ${p.name}` }, 'Save');
+  const form = h('form', { class: 'line-form', novalidate: true }, input, save, said);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!/^\d+$/.test(text) || Number(text) > 100000000) {
+      said.textContent = 'A whole number from 0 to 100000000.';
+      return;
+    }
+    save.disabled = true;
+    said.textContent = 'Saving…';
+    try {
+      const now = await api(`/products/${p.id}`, { method: 'PATCH', body: { stock: Number(text) } });
+      input.value = now.stock;
+      said.textContent = now.stock ? `Saved: ${now.stock} in stock.` : 'Saved: sold only in flash sales.';
+    } catch (err) {
+      said.textContent = describe(err);
+    } finally {
+      save.disabled = false;
+    }
+  });
+  return form;
+}
 
 export async function sellerPage(content) {
   const s = session();
@@ -27,10 +60,11 @@ export async function sellerPage(content) {
     }
     list.append(h('div', { class: 'table-wrap' }, h('table', { id: 'my-products' },
       h('caption', { class: 'sr-only' }, 'My products, best selling first'),
-      h('thead', {}, h('tr', {}, ['Product', 'Price', 'Sold'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('thead', {}, h('tr', {}, ['Product', 'Price', 'Catalog stock', 'Sold'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, items.map((p) => h('tr', { 'data-product': p.id },
-        h('td', {}, p.name),
+        h('td', {}, h('a', { href: `/products/${p.id}` }, p.name)),
         h('td', {}, money(p.price_cents, p.currency)),
+        h('td', {}, stockForm(p)),
         h('td', { class: 'num sell-count' }, p.sell_count)))))));
   });
 

@@ -43,9 +43,10 @@ export async function home(content) {
         h('h2', { id: 'h-best' }, 'Best sellers'),
         list.items.length
           ? h('ol', { class: 'best' }, list.items.map((p) => h('li', {},
-            h('span', { class: 'name' }, p.name),
+            h('a', { class: 'name', href: `/products/${p.id}` }, p.name),
             h('span', { class: 'muted' }, ` · ${p.sell_count} sold · ${money(p.price_cents, p.currency)}`))))
-          : h('p', { class: 'muted' }, 'Nothing sold yet.')));
+          : h('p', { class: 'muted' }, 'Nothing sold yet.'),
+        h('p', {}, h('a', { href: '/products' }, 'Browse all the books'))));
     }),
   ]);
 }

@@ -173,6 +173,14 @@ export class ShopClock {
     this.atLeast(serverIso);
   }
 
+  /**
+   * A sample from an HTTP `Date` (whole seconds, see api.js `shopDate`): the
+   * shop's time was somewhere in that second, taken as its middle.
+   */
+  sampleDate({ date, sent, received }) {
+    this.sample(new Date(date + 500).toISOString(), sent, received);
+  }
+
   // A message cannot arrive before the shop wrote it.
   atLeast(serverIso) {
     const floor = parseTime(serverIso) - performance.now();
@@ -197,4 +205,19 @@ export const ORDER_LABEL = {
 
 export function orderBadge(status) {
   return h('span', { class: `badge order-${status}` }, ORDER_LABEL[status] || status);
+}
+
+/** Shows the number of copies in the cart in the navigation's cart link. */
+export function showCartCount(cart) {
+  const el = document.getElementById('cart-count');
+  if (!el) return;
+  const n = cart.items.reduce((sum, i) => sum + i.quantity, 0);
+  el.textContent = n ? ` (${n})` : '';
+  el.closest('a')?.setAttribute('aria-label', `Cart, ${n} ${n === 1 ? 'copy' : 'copies'}`);
+}
+
+/** What a product's catalog stock means for a shopper. */
+export function stockText(product) {
+  if (product.stock <= 0) return 'Sold only in flash sales';
+  return `${product.stock} in stock`;
 }
