@@ -1,11 +1,15 @@
 //! The cart: kept in the database, with today's prices and availability,
-//! its bad input refused with the documented codes; and the shared helpers
-//! of the catalog tests (`checkout.rs`, `search.rs`).
+//! its bad input refused with the documented codes, checked out once per
+//! key and once at a time; and the shared helpers of the catalog tests
+//! (`checkout.rs`, `catalog_reports.rs`).
+
+use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
 use flashsale::auth::Role;
 
+use crate::checkout::catalog_consistent;
 use crate::helpers::{assert_error, body, spawn_app, TestApp, TestUser};
 
 /// A book listed by `seller` with `stock` copies for the catalog.
@@ -308,4 +312,57 @@ async fn a_cart_of_two_currencies_is_refused_at_checkout_and_holds_nothing() {
         10
     );
     assert_eq!(app.scalar_i64("select count(*) from cart_item").await, 2);
+}
+
+#[tokio::test]
+async fn a_checkout_with_a_key_is_answered_once_and_two_at_once_make_one_order() {
+    let app = spawn_app().await;
+    let seller = app.create_user(Role::Seller).await;
+    let a = book(&app, &seller, "Alpha", 1000, 10, "EUR").await;
+    let shopper = app.create_user(Role::Customer).await;
+    set(&app, &shopper, a, 2).await;
+    let keyed = || {
+        app.client
+            .post(app.url("/api/v1/cart/checkout"))
+            .bearer_auth(&shopper.token)
+            .header("Idempotency-Key", "checkout-1")
+            .send()
+    };
+    let first = keyed().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = keyed().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(
+        app.scalar_i64("select count(*) from purchase_order").await,
+        1
+    );
+
+    // Without a key, two checkouts of one cart at once: the second finds it
+    // empty.
+    set(&app, &shopper, a, 1).await;
+    let (x, y) = tokio::join!(checkout(&app, &shopper), checkout(&app, &shopper));
+    let mut statuses = [x.0, y.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{} / {}", x.1, y.1);
+    let refused = if x.0 == 409 { &x.1 } else { &y.1 };
+    assert_eq!(refused["error"]["code"], "cart_empty");
+    assert_eq!(
+        app.scalar_i64("select count(*) from purchase_order").await,
+        2
+    );
+    catalog_consistent(&app, &HashMap::from([(a, 10)])).await;
+    assert_error(
+        app.client
+            .get(app.url("/api/v1/cart/checkout"))
+            .bearer_auth(&shopper.token)
+            .send()
+            .await
+            .unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
 }

@@ -11,14 +11,14 @@ use tokio::task::JoinSet;
 use flashsale::auth::Role;
 
 use crate::cart::{book, cart_of, checkout, set};
-use crate::helpers::{assert_error, body, spawn_app, spawn_app_with, TestApp, TestUser};
+use crate::helpers::{body, spawn_app, spawn_app_with, TestApp, TestUser};
 use crate::holds::wait_for_status;
 use crate::payments::{decide, emails, open_payment, payments_consistent, wait_for_payment};
 
 /// The catalog invariants, for products whose sellers put in `put_in`
 /// copies: `stock + live catalog units = put in`, and `sell_count = live
 /// units` of both kinds.
-async fn catalog_consistent(app: &TestApp, put_in: &HashMap<i64, i64>) {
+pub(crate) async fn catalog_consistent(app: &TestApp, put_in: &HashMap<i64, i64>) {
     let rows: Vec<(i64, i64, i64, i64, i64)> = sqlx::query_as(
         "select p.id, p.stock, p.sell_count,
                 coalesce((select sum(l.quantity) from order_line l
@@ -65,7 +65,7 @@ fn lines(order: &Value) -> Vec<(i64, i64, i64)> {
 }
 
 /// A shopper with a cart of `(product, quantity)`, checked out: the order.
-async fn held(app: &TestApp, shopper: &TestUser, cart: &[(i64, i64)]) -> Value {
+pub(crate) async fn held(app: &TestApp, shopper: &TestUser, cart: &[(i64, i64)]) -> Value {
     for (product, quantity) in cart {
         set(app, shopper, *product, *quantity).await;
     }
@@ -421,57 +421,4 @@ async fn an_admin_cancels_a_held_checkout_and_refunds_a_paid_one() {
         (409, Some("order_not_cancellable")),
         "{v}"
     );
-}
-
-#[tokio::test]
-async fn a_checkout_with_a_key_is_answered_once_and_two_at_once_make_one_order() {
-    let app = spawn_app().await;
-    let seller = app.create_user(Role::Seller).await;
-    let a = book(&app, &seller, "Alpha", 1000, 10, "EUR").await;
-    let shopper = app.create_user(Role::Customer).await;
-    set(&app, &shopper, a, 2).await;
-    let keyed = || {
-        app.client
-            .post(app.url("/api/v1/cart/checkout"))
-            .bearer_auth(&shopper.token)
-            .header("Idempotency-Key", "checkout-1")
-            .send()
-    };
-    let first = keyed().await.unwrap();
-    assert_eq!(first.status(), 201);
-    let first: Value = first.json().await.unwrap();
-    let again = keyed().await.unwrap();
-    assert_eq!(again.headers()["idempotent-replayed"], "true");
-    assert_eq!(again.status(), 201);
-    assert_eq!(again.json::<Value>().await.unwrap(), first);
-    assert_eq!(
-        app.scalar_i64("select count(*) from purchase_order").await,
-        1
-    );
-
-    // Without a key, two checkouts of one cart at once: the second finds it
-    // empty.
-    set(&app, &shopper, a, 1).await;
-    let (x, y) = tokio::join!(checkout(&app, &shopper), checkout(&app, &shopper));
-    let mut statuses = [x.0, y.0];
-    statuses.sort_unstable();
-    assert_eq!(statuses, [201, 409], "{} / {}", x.1, y.1);
-    let refused = if x.0 == 409 { &x.1 } else { &y.1 };
-    assert_eq!(refused["error"]["code"], "cart_empty");
-    assert_eq!(
-        app.scalar_i64("select count(*) from purchase_order").await,
-        2
-    );
-    catalog_consistent(&app, &HashMap::from([(a, 10)])).await;
-    assert_error(
-        app.client
-            .get(app.url("/api/v1/cart/checkout"))
-            .bearer_auth(&shopper.token)
-            .send()
-            .await
-            .unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
 }
