@@ -63,12 +63,12 @@ fn codec(c: &mut Criterion) {
         unit_price_cents: Some(999),
         total_cents: 999,
         currency: "EUR".into(),
-        lines: sqlx::types::Json(vec![flashsale::db::orders::OrderLine {
+        lines: vec![flashsale::db::orders::OrderLine {
             product_id: 3,
             quantity: 1,
             unit_price_cents: 999,
             total_cents: 999,
-        }]),
+        }],
         status: "pending_payment".into(),
         created_at: chrono::Utc::now(),
         expires_at: Some(chrono::Utc::now()),
