@@ -16,8 +16,8 @@ use tokio::process::Command;
 
 use crate::helpers::{body, spawn_app, TestApp};
 
-/// Examples per operation and phase: with 42 operations, the coverage and
-/// fuzzing phases generate about 2,300 cases in all.
+/// Examples per operation and phase: with 46 operations, the coverage and
+/// fuzzing phases generate about 2,500 cases in all.
 const MAX_EXAMPLES: &str = "30";
 /// The fewest cases a run may generate: fewer means the spec lost operations.
 const MIN_CASES: u64 = 1_000;
