@@ -75,6 +75,10 @@ pub enum ApiError {
     OutOfStock(Vec<ShortLine>),
     #[error("the cart is empty")]
     CartEmpty,
+    #[error("this sale sells only to shoppers admitted from its queue; join the queue and wait for your turn")]
+    NotAdmitted,
+    #[error("this sale has no waiting room; buy directly")]
+    NoWaitingRoom,
     #[error("too many requests; retry in {0} s")]
     RateLimited(u64),
     #[error("the server is busy; retry in {0} s")]
@@ -142,6 +146,8 @@ impl ApiError {
             ApiError::RequestInProgress(_) => "request_in_progress",
             ApiError::OutOfStock(_) => "out_of_stock",
             ApiError::CartEmpty => "cart_empty",
+            ApiError::NotAdmitted => "not_admitted",
+            ApiError::NoWaitingRoom => "no_waiting_room",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::Busy(_) => "busy",
             ApiError::Internal(_) => "internal_error",
@@ -193,7 +199,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) | ApiError::TokenRevoked | ApiError::InvalidCredentials => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Forbidden(_) | ApiError::EmailNotVerified => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::EmailNotVerified | ApiError::NotAdmitted => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UsernameTaken
             | ApiError::EmailTaken
@@ -211,7 +219,8 @@ impl ResponseError for ApiError {
             | ApiError::HoldExpired
             | ApiError::PaymentNotOpen(_)
             | ApiError::OutOfStock(_)
-            | ApiError::CartEmpty => StatusCode::CONFLICT,
+            | ApiError::CartEmpty
+            | ApiError::NoWaitingRoom => StatusCode::CONFLICT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -31,6 +31,8 @@ pub mod openapi;
 pub mod payment;
 /// The purchase engine.
 pub mod purchase;
+/// The waiting room: joining a sale's line, the draw, admission.
+pub mod queue;
 /// One resource per path, answering 405 to the methods it lacks.
 pub mod resource;
 /// HTTP handlers.

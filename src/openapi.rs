@@ -25,6 +25,7 @@ use crate::routes;
         routes::products::list, routes::products::get, routes::products::create, routes::products::update,
         routes::sales::list, routes::sales::get, routes::sales::status, routes::sales::create, routes::sales::update,
         routes::sales::purchase, routes::sales::stats, routes::sales::events,
+        routes::queue::join, routes::queue::get,
         routes::orders::list, routes::orders::get, routes::orders::cancel, routes::orders::revenue,
         routes::cart::get, routes::cart::put, routes::cart::remove, routes::cart::checkout,
         routes::payments::pay, routes::payments::list, routes::payments::webhook,

@@ -191,6 +191,7 @@ impl Application {
         let mut tasks = vec![
             tokio::spawn(upkeep(Arc::clone(&state), Arc::clone(&auth))),
             tokio::spawn(listen(Arc::clone(&state), auth)),
+            tokio::spawn(crate::queue::admitter::run(state.pool.clone())),
             tokio::spawn(crate::purchase::sweeper::run(
                 state.engine.own_pool().clone(),
                 state.engine.clone(),
@@ -329,6 +330,9 @@ async fn upkeep(state: Arc<AppState>, auth: Arc<AuthContext>) {
     loop {
         tick.tick().await;
         state.purchase_limiter.retain_recent();
+        if let Some(limiter) = &state.purchase_ip_limiter {
+            limiter.retain_recent();
+        }
         auth.cache.prune();
         auth.retain_recent();
         if let Err(e) = crate::db::idempotency::sweep(&state.pool).await {

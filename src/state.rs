@@ -2,6 +2,7 @@
 //! application is built. Auth has a context of its own
 //! ([`AuthContext`](crate::auth::AuthContext)), registered beside this one.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use governor::DefaultKeyedRateLimiter;
@@ -15,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::payment::test_provider::TestProvider;
 use crate::payment::{Payments, Provider};
 use crate::purchase::PurchaseEngine;
+use crate::queue::Queue;
 
 /// Everything a handler may need apart from auth, shared by all workers.
 pub struct AppState {
@@ -23,8 +25,12 @@ pub struct AppState {
     pub engine: PurchaseEngine,
     /// Live sale state: status, SSE, fail-fast refusals.
     pub board: Arc<Board>,
+    /// The waiting rooms: joins and tickets.
+    pub queue: Arc<Queue>,
     /// Purchase attempts per user (per process).
     pub purchase_limiter: DefaultKeyedRateLimiter<i64>,
+    /// Purchase attempts per client IP (per process), when configured.
+    pub purchase_ip_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
     pub metrics: Metrics,
     /// Base of the links in emails (`PUBLIC_URL`, or this server's address).
     pub public_url: String,
@@ -66,8 +72,10 @@ impl AppState {
             test_provider: Some(test_provider),
             webhook_url,
             engine,
+            queue: Queue::new(pool.clone(), board.clone()),
             board,
             purchase_limiter: keyed_limiter(settings.purchase_rate),
+            purchase_ip_limiter: settings.purchase_ip_rate.map(keyed_limiter),
             metrics: Metrics::new(),
             public_url,
             closing: tokio::sync::watch::channel(false).0,
@@ -78,7 +86,18 @@ impl AppState {
 
     /// `rate_limited` (counted as a purchase outcome) when this user exceeds
     /// the purchase quota.
-    pub fn check_purchase_rate(&self, user_id: i64) -> Result<(), ApiError> {
+    /// The purchase limits: per client address (when configured), then per
+    /// user.
+    pub fn check_purchase_rate(&self, ip: IpAddr, user_id: i64) -> Result<(), ApiError> {
+        if let Some(limiter) = &self.purchase_ip_limiter {
+            limiter.check_key(&ip).map_err(|n| {
+                self.metrics
+                    .purchases
+                    .with_label_values(&["rate_limited"])
+                    .inc();
+                rate_limited(n)
+            })?;
+        }
         self.purchase_limiter.check_key(&user_id).map_err(|n| {
             self.metrics
                 .purchases

@@ -59,6 +59,9 @@ pub struct AppSettings {
     pub refresh_token_ttl: Duration,
     pub bcrypt_cost: u32,
     pub purchase_rate: Rate,
+    /// Purchase attempts per client IP (off when `None`), beside the per-user
+    /// limit.
+    pub purchase_ip_rate: Option<Rate>,
     pub auth_rate: Rate,
     pub db_max_connections: u32,
     pub db_acquire_timeout: Duration,

@@ -224,6 +224,9 @@ impl<G: Fn(&str) -> Option<String>> Env<G> {
                 self.int("PURCHASE_RATE_PER_SEC"),
                 self.int("PURCHASE_BURST"),
             ),
+            purchase_ip_rate: self
+                .opt_int::<u32>("PURCHASE_IP_RATE_PER_SEC")
+                .map(|n| Rate::new(n, n.saturating_mul(10))),
             auth_rate: Rate::new(self.int("AUTH_RATE_PER_SEC"), self.int("AUTH_BURST")),
             db_max_connections: self.int("DB_MAX_CONNECTIONS"),
             db_acquire_timeout: Duration::from_millis(self.int("DB_ACQUIRE_TIMEOUT_MS")),

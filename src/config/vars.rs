@@ -162,6 +162,13 @@ pub const VARS: &[Var] = &[
         doc: "purchase attempts a user may fire at once",
     },
     Var {
+        name: "PURCHASE_IP_RATE_PER_SEC",
+        unset: Means("off"),
+        allowed: Int { min: 1, max: u64::MAX },
+        secret: false,
+        doc: "purchase attempts per second per client IP, per process, beside the per-user limit (off unless set: shoppers behind one carrier NAT share an address); a burst of ten times the rate",
+    },
+    Var {
         name: "AUTH_RATE_PER_SEC",
         unset: Value("5"),
         allowed: Int { min: 1, max: u64::MAX },

@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod orders;
 pub mod payments;
 pub mod products;
+pub mod queue;
 pub mod sales;
 
 use std::time::Duration;

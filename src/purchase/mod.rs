@@ -281,6 +281,15 @@ fn fail_fast(board: &Board, live: &Arc<LiveSale>, req: PurchaseRequest) -> Resul
         Some(None) => return Err(ApiError::AlreadyPurchased),
         None => {}
     }
+    // Far back in the line: no admission this process has not heard of yet
+    // can have reached this place.
+    if t.waiting_room
+        && live
+            .admission
+            .certainly_waiting(req.user_id, t.admit_per_sec)
+    {
+        return Err(ApiError::NotAdmitted);
+    }
     let started = now >= t.starts_at + BOUNDARY_MARGIN;
     if started {
         // After the start, the limit cannot change.

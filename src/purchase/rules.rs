@@ -15,6 +15,10 @@ pub struct LockedSale {
     pub per_user_limit: i32,
     /// Seconds a winner has to pay; 0 confirms at once.
     pub hold_secs: i32,
+    /// Sells only to buyers admitted from its queue.
+    pub waiting_room: bool,
+    /// Sells only to buyers with a verified email address.
+    pub verified_only: bool,
     pub cancelled: bool,
     pub not_started: bool,
     pub ended: bool,
@@ -24,7 +28,7 @@ pub struct LockedSale {
 pub async fn lock_sale(conn: &mut PgConnection, sale_id: i64) -> Result<LockedSale, ApiError> {
     sqlx::query_as(
         "select product_id, remaining, price_cents, per_user_limit, hold_secs,
-                cancelled_at is not null as cancelled,
+                waiting_room, verified_only, cancelled_at is not null as cancelled,
                 now() < starts_at as not_started,
                 now() >= ends_at as ended
            from sale where id = $1 for update",
@@ -64,6 +68,9 @@ pub struct BuyerFacts {
     pub unverified: bool,
     /// Holds a live order in this sale.
     pub already: bool,
+    /// The sale has a waiting room, and this buyer has no admitted, unexpired,
+    /// unused ticket in it.
+    pub not_admitted: bool,
 }
 
 /// Steps 3 to 5 for one buyer, given what the database says of them and the
@@ -80,6 +87,8 @@ pub fn decide(buyer: BuyerFacts, qty: i32, per_user_limit: i32, remaining: i64) 
         Decision::Refuse(ApiError::EmailNotVerified)
     } else if buyer.already {
         Decision::Refuse(ApiError::AlreadyPurchased)
+    } else if buyer.not_admitted {
+        Decision::Refuse(ApiError::NotAdmitted)
     } else if qty > per_user_limit {
         Decision::Refuse(ApiError::QuantityExceedsLimit(per_user_limit))
     } else if remaining == 0 {

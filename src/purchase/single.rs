@@ -20,17 +20,23 @@ pub(super) async fn purchase(
     if let Some(e) = window_error(&sale) {
         return Err(e);
     }
-    let (exists, disabled, unverified, already): (bool, bool, bool, bool) =
+    // A waiting-room sale sells only on an admitted ticket that is neither
+    // lapsed (by the database clock) nor used.
+    let (exists, disabled, unverified, already, not_admitted): (bool, bool, bool, bool, bool) =
         sqlx::query_as(&format!(
             "select u.id is not null, coalesce(u.disabled_at is not null, false),
                 $3 and coalesce(u.email_verified_at is null, false),
                 exists (select 1 from purchase_order
-                         where sale_id = $1 and user_id = $2 and status in {LIVE})
+                         where sale_id = $1 and user_id = $2 and status in {LIVE}),
+                $4 and not exists (select 1 from queue_ticket t
+                                    where t.sale_id = $1 and t.user_id = $2
+                                      and t.admitted_until > now() and t.used_at is null)
            from (select $2::bigint as id) b left join app_user u on u.id = b.id"
         ))
         .bind(req.sale_id)
         .bind(req.user_id)
-        .bind(require_verified)
+        .bind(require_verified || sale.verified_only)
+        .bind(sale.waiting_room)
         .fetch_one(&mut *tx)
         .await?;
     let buyer = BuyerFacts {
@@ -38,6 +44,7 @@ pub(super) async fn purchase(
         disabled,
         unverified,
         already,
+        not_admitted,
     };
     if let Decision::Refuse(e) = decide(buyer, qty, sale.per_user_limit, sale.remaining) {
         return Err(e);
@@ -75,6 +82,18 @@ pub(super) async fn purchase(
         .bind(i64::from(qty))
         .execute(&mut *tx)
         .await?;
+    // One ticket buys once.
+    if sale.waiting_room {
+        sqlx::query(
+            "update queue_ticket set used_at = now(), order_id = $3
+              where sale_id = $1 and user_id = $2",
+        )
+        .bind(req.sale_id)
+        .bind(req.user_id)
+        .bind(order.id)
+        .execute(&mut *tx)
+        .await?;
+    }
     // The confirmation email commits with a confirmed order.
     if order.status == "confirmed" {
         sqlx::query(

@@ -64,7 +64,7 @@ pub async fn remove(
     responses((status = 201, body = crate::db::orders::Order, description = "one order holding every line, `pending_payment` until `expires_at`; the cart is empty"),
               (status = 409, description = "out_of_stock (`details.lines`: each short line, nothing held), cart_empty, request_in_progress"),
               (status = 422, description = "validation_failed: the cart holds two currencies; idempotency_key_reused"),
-              (status = 429, description = "rate_limited (the purchase limit, per user)"),
+              (status = 429, description = "rate_limited (the purchase limits, per user and, when configured, per client IP)"),
               (status = 503, description = "busy: retry after Retry-After")),
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters: a retry with the same key gets the first answer again")))]
 pub async fn checkout(
@@ -72,7 +72,7 @@ pub async fn checkout(
     req: HttpRequest,
     user: AuthUser,
 ) -> ApiResult<HttpResponse> {
-    state.check_purchase_rate(user.id)?;
+    state.check_purchase_rate(crate::extract::client_ip(&req), user.id)?;
     let work = async {
         let order = catalog::checkout(&state.pool, user.id, state.settings.cart_hold_secs).await?;
         let body = serde_json::to_value(order).map_err(anyhow::Error::from)?;

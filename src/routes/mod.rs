@@ -11,6 +11,7 @@ pub mod ops;
 pub mod orders;
 pub mod payments;
 pub mod products;
+pub mod queue;
 pub mod sales;
 
 use actix_web::web;
@@ -37,6 +38,7 @@ pub fn config(cfg: &mut web::ServiceConfig) {
         // costs a regex match, so the purchase storm's route comes early.
         web::scope("/api/v1")
             .configure(sales::config)
+            .configure(queue::config)
             .configure(auth::config)
             .configure(account::config)
             .configure(products::config)

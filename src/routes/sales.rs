@@ -10,7 +10,7 @@ use super::{at, idempotent, Items, Page};
 use crate::auth::{AuthUser, Role, Shopper};
 use crate::config::PurchaseMode;
 use crate::db::orders::Order;
-use crate::db::sales::{self, NewSale, Sale, SaleChange, SaleStats, SaleStatus, StateFilter};
+use crate::db::sales::{self, NewSale, Room, Sale, SaleChange, SaleStats, SaleStatus, StateFilter};
 use crate::domain::{self, Problems, Quantity, MAX_QUANTITY};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, OptionalJson};
@@ -102,6 +102,14 @@ pub struct CreateSale {
     /// Seconds a winner's unit is held for payment, 0 to 3600; default 600.
     /// 0: orders are confirmed at once, without a payment step.
     pub hold_secs: Option<i64>,
+    /// Default false: sell only to shoppers admitted from the sale's queue.
+    pub waiting_room: Option<bool>,
+    /// Places admitted per second, 1 to 100000; default 100.
+    pub admit_per_sec: Option<i64>,
+    /// Seconds an admitted shopper has to buy, 10 to 3600; default 120.
+    pub admission_secs: Option<i64>,
+    /// Default false: sell only to shoppers with a verified email address.
+    pub verified_only: Option<bool>,
 }
 
 /// A sale's hold when its creator names none: ten minutes to pay.
@@ -123,6 +131,22 @@ fn hold_secs(n: i64) -> Result<i32, String> {
         Ok(n as i32)
     } else {
         Err(format!("must be between 0 and {MAX_HOLD_SECS}"))
+    }
+}
+
+fn admit_per_sec(n: i64) -> Result<i32, String> {
+    if (1..=100_000).contains(&n) {
+        Ok(n as i32)
+    } else {
+        Err("must be between 1 and 100000".into())
+    }
+}
+
+fn admission_secs(n: i64) -> Result<i32, String> {
+    if (10..=3600).contains(&n) {
+        Ok(n as i32)
+    } else {
+        Err("must be between 10 and 3600".into())
     }
 }
 
@@ -149,6 +173,14 @@ pub async fn create(
         "hold_secs",
         hold_secs(b.hold_secs.unwrap_or(DEFAULT_HOLD_SECS)),
     );
+    let rate = p.check(
+        "admit_per_sec",
+        admit_per_sec(b.admit_per_sec.unwrap_or(100)),
+    );
+    let admission = p.check(
+        "admission_secs",
+        admission_secs(b.admission_secs.unwrap_or(120)),
+    );
     let window = (
         p.check("starts_at", domain::instant(b.starts_at)),
         p.check("ends_at", domain::instant(b.ends_at)),
@@ -157,7 +189,9 @@ pub async fn create(
         p.add("ends_at", "must be after starts_at");
     }
     p.finish()?;
-    let (Some(stock), Some(per_user_limit), Some(hold_secs)) = (stock, limit, hold) else {
+    let (Some(stock), Some(per_user_limit), Some(hold_secs), Some(rate), Some(admission)) =
+        (stock, limit, hold, rate, admission)
+    else {
         unreachable!("finish() returned Ok, so every field parsed");
     };
     let sale = sales::create(
@@ -170,6 +204,12 @@ pub async fn create(
             price_cents,
             per_user_limit,
             hold_secs,
+            room: Room {
+                waiting_room: b.waiting_room.unwrap_or(false),
+                admit_per_sec: rate,
+                admission_secs: admission,
+                verified_only: b.verified_only.unwrap_or(false),
+            },
             created_by: user.id,
         },
     )
@@ -186,6 +226,11 @@ pub struct UpdateSale {
     pub price_cents: Option<i64>,
     pub per_user_limit: Option<i64>,
     pub hold_secs: Option<i64>,
+    pub waiting_room: Option<bool>,
+    /// May change during the sale too (to admit faster or slower).
+    pub admit_per_sec: Option<i64>,
+    pub admission_secs: Option<i64>,
+    pub verified_only: Option<bool>,
     /// `true` cancels the sale (it cannot be un-cancelled); its unpaid holds
     /// are cancelled with it.
     pub cancelled: Option<bool>,
@@ -225,6 +270,14 @@ pub async fn update(
             .per_user_limit
             .and_then(|l| p.check("per_user_limit", per_user_limit(l))),
         hold_secs: b.hold_secs.and_then(|h| p.check("hold_secs", hold_secs(h))),
+        waiting_room: b.waiting_room,
+        admit_per_sec: b
+            .admit_per_sec
+            .and_then(|n| p.check("admit_per_sec", admit_per_sec(n))),
+        admission_secs: b
+            .admission_secs
+            .and_then(|n| p.check("admission_secs", admission_secs(n))),
+        verified_only: b.verified_only,
         cancel: b.cancelled == Some(true),
     };
     p.finish()?;
@@ -243,7 +296,7 @@ pub struct PurchaseBody {
 #[utoipa::path(post, path = "/api/v1/sales/{id}/purchase", tag = "sales", request_body(content = PurchaseBody, description = "optional"),
     security(("bearer" = [])),
     responses((status = 201, body = Order),
-              (status = 403, description = "email_not_verified: this shop sells only to confirmed addresses"),
+              (status = 403, description = "email_not_verified: this shop or sale sells only to confirmed addresses; not_admitted: a waiting-room sale sells only on an admitted, unexpired, unused ticket"),
               (status = 404, description = "not_found"),
               (status = 409, description = "sale_not_started, sale_ended, sale_cancelled, sold_out, already_purchased (with `details.order_id`, `details.order_number`), request_in_progress"),
               (status = 422, description = "validation_failed, quantity_exceeds_limit, idempotency_key_reused"),
@@ -257,7 +310,7 @@ pub async fn purchase(
     id: web::Path<i64>,
     body: OptionalJson<PurchaseBody>,
 ) -> ApiResult<HttpResponse> {
-    state.check_purchase_rate(user.id)?;
+    state.check_purchase_rate(crate::extract::client_ip(&req), user.id)?;
     let quantity = body.0.and_then(|b| b.quantity).unwrap_or(1);
     let quantity = Quantity::parse(quantity).map_err(|e| ApiError::field("quantity", e))?;
     let purchase = PurchaseRequest {

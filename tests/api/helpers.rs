@@ -93,6 +93,7 @@ pub fn test_settings() -> AppSettings {
         refresh_token_ttl: Duration::from_secs(3600),
         bcrypt_cost: 4,
         purchase_rate: Rate::new(100_000, 100_000),
+        purchase_ip_rate: None,
         auth_rate: Rate::new(100_000, 100_000),
         db_max_connections: 10,
         db_acquire_timeout: Duration::from_secs(60),

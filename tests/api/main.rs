@@ -5,7 +5,9 @@ mod helpers;
 mod mailbox;
 
 mod admin_orders;
+mod admission;
 mod auth;
+mod bots;
 mod browser;
 mod browser_cart;
 mod cart;
@@ -25,6 +27,7 @@ mod orders;
 mod pages;
 mod payments;
 mod purchase;
+mod queue;
 mod rbac;
 mod sales;
 mod search;

@@ -461,7 +461,20 @@ async fn the_status_is_the_cheap_countdown_view() {
     keys.sort();
     assert_eq!(
         keys,
-        vec!["ends_at", "remaining", "server_time", "starts_at", "state"]
+        vec![
+            "admit_per_sec",
+            "admitted_through",
+            "ends_at",
+            "remaining",
+            "server_time",
+            "starts_at",
+            "state"
+        ]
+    );
+    // No waiting room: no admission to follow.
+    assert_eq!(
+        (&v["admitted_through"], &v["admit_per_sec"]),
+        (&Value::Null, &Value::Null)
     );
     assert_eq!(v["state"], "upcoming");
     assert_eq!(v["remaining"], 5);

@@ -5,7 +5,8 @@ use sqlx::PgExecutor;
 
 /// The channel on which sale changes are announced to every instance. This
 /// module is the one that writes to it ([`announce_changed`], and
-/// [`remaining_announcement`] for statements that move stock); the live board
+/// [`remaining_announcement`] and its kin for statements that move stock or
+/// admission); the live board
 /// ([`crate::live`]) reads it through [`Announcement::parse`].
 pub const CHANNEL: &str = "flashsale_sale";
 
@@ -19,6 +20,9 @@ pub enum Announcement {
     /// Holds or orders were released: `remaining` units are left, and their
     /// buyers may buy again (`<id>:<n>:released`).
     Released { sale_id: i64, remaining: i64 },
+    /// The waiting room admitted every place up to `through`
+    /// (`<id>:<n>:admitted`).
+    Admitted { sale_id: i64, through: i64 },
 }
 
 impl Announcement {
@@ -35,6 +39,10 @@ impl Announcement {
             (Some(n), Some("released"), None) => Some(Announcement::Released {
                 sale_id,
                 remaining: n.parse().ok()?,
+            }),
+            (Some(n), Some("admitted"), None) => Some(Announcement::Admitted {
+                sale_id,
+                through: n.parse().ok()?,
             }),
             _ => None,
         }
@@ -63,6 +71,12 @@ pub fn released_announcement(sale_id: &str, remaining: &str) -> String {
     )
 }
 
+/// Like [`remaining_announcement`], for the admission step that moved
+/// `admitted_through` ([`Announcement::Admitted`]).
+pub fn admitted_announcement(sale_id: &str, through: &str) -> String {
+    format!("pg_notify('{CHANNEL}', ({sale_id})::text || ':' || ({through})::text || ':admitted')")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +98,13 @@ mod tests {
                 remaining: 3
             })
         );
+        assert_eq!(
+            Announcement::parse("7:40:admitted"),
+            Some(Announcement::Admitted {
+                sale_id: 7,
+                through: 40
+            })
+        );
         assert_eq!(Announcement::parse("7:3:other"), None);
         assert_eq!(Announcement::parse("x:1"), None);
         assert_eq!(Announcement::parse(""), None);
@@ -92,5 +113,6 @@ mod tests {
             "pg_notify('flashsale_sale', ($1)::text || ':' || (s.remaining)::text)"
         );
         assert!(released_announcement("$1", "s.remaining").ends_with("|| ':released')"));
+        assert!(admitted_announcement("$1", "e.n").ends_with("|| ':admitted')"));
     }
 }

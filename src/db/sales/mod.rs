@@ -12,7 +12,8 @@ use crate::error::ApiError;
 mod channel;
 
 pub use channel::{
-    announce_changed, released_announcement, remaining_announcement, Announcement, CHANNEL,
+    admitted_announcement, announce_changed, released_announcement, remaining_announcement,
+    Announcement, CHANNEL,
 };
 
 /// Where a sale stands, by the database clock.
@@ -52,6 +53,14 @@ pub struct Sale {
     pub per_user_limit: i32,
     /// Seconds a winner has to pay; 0: orders are confirmed at once.
     pub hold_secs: i32,
+    /// Sells only to shoppers admitted from its queue (`/sales/{id}/queue`).
+    pub waiting_room: bool,
+    /// Places admitted per second from the start.
+    pub admit_per_sec: i32,
+    /// Seconds an admitted shopper has to buy.
+    pub admission_secs: i32,
+    /// Sells only to shoppers with a verified email address.
+    pub verified_only: bool,
     pub state: SaleState,
     pub cancelled_at: Option<DateTime<Utc>>,
     /// The database clock when this answer was made: countdowns run from it.
@@ -67,6 +76,11 @@ pub struct SaleStatus {
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     pub server_time: DateTime<Utc>,
+    /// With a waiting room: the last place admitted from the queue (0 before
+    /// the first); null for a sale without one.
+    pub admitted_through: Option<i32>,
+    /// With a waiting room: places admitted per second.
+    pub admit_per_sec: Option<i32>,
 }
 
 // `From` gives sqlx's `try_from = "String"` the infallible `TryFrom` it needs.
@@ -95,7 +109,17 @@ pub struct NewSale {
     pub price_cents: Option<i64>,
     pub per_user_limit: i32,
     pub hold_secs: i32,
+    pub room: Room,
     pub created_by: i64,
+}
+
+/// A sale's admission settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Room {
+    pub waiting_room: bool,
+    pub admit_per_sec: i32,
+    pub admission_secs: i32,
+    pub verified_only: bool,
 }
 
 /// A validated change to a sale.
@@ -107,6 +131,10 @@ pub struct SaleChange {
     pub price_cents: Option<i64>,
     pub per_user_limit: Option<i32>,
     pub hold_secs: Option<i32>,
+    pub waiting_room: Option<bool>,
+    pub admit_per_sec: Option<i32>,
+    pub admission_secs: Option<i32>,
+    pub verified_only: Option<bool>,
     pub cancel: bool,
 }
 
@@ -120,7 +148,8 @@ pub const STATE_SQL: &str = "case when s.cancelled_at is not null then 'cancelle
 fn select_sql(filter: &str) -> String {
     format!(
         "select s.id, s.product_id, s.starts_at, s.ends_at, s.stock, s.remaining, s.price_cents,
-                s.per_user_limit, s.hold_secs, s.cancelled_at, {STATE_SQL} as state,
+                s.per_user_limit, s.hold_secs, s.waiting_room, s.admit_per_sec, s.admission_secs,
+                s.verified_only, s.cancelled_at, {STATE_SQL} as state,
                 now() as server_time,
                 p.seller_id as p_seller_id, p.name as p_name, p.description as p_description,
                 p.price_cents as p_price_cents, p.currency as p_currency,
@@ -141,6 +170,10 @@ struct SaleRow {
     price_cents: i64,
     per_user_limit: i32,
     hold_secs: i32,
+    waiting_room: bool,
+    admit_per_sec: i32,
+    admission_secs: i32,
+    verified_only: bool,
     cancelled_at: Option<DateTime<Utc>>,
     state: String,
     server_time: DateTime<Utc>,
@@ -177,6 +210,10 @@ impl From<SaleRow> for Sale {
             price_cents: r.price_cents,
             per_user_limit: r.per_user_limit,
             hold_secs: r.hold_secs,
+            waiting_room: r.waiting_room,
+            admit_per_sec: r.admit_per_sec,
+            admission_secs: r.admission_secs,
+            verified_only: r.verified_only,
             state: SaleState::parse(&r.state),
             cancelled_at: r.cancelled_at,
             server_time: r.server_time,
@@ -223,8 +260,10 @@ pub async fn list(
 /// The status of one sale.
 pub async fn status(pool: &PgPool, id: i64) -> Result<SaleStatus, ApiError> {
     sqlx::query_as(&format!(
-        "select {STATE_SQL} as state, s.remaining, s.starts_at, s.ends_at, now() as server_time
-           from sale s where s.id = $1"
+        "select {STATE_SQL} as state, s.remaining, s.starts_at, s.ends_at, now() as server_time,
+                case when s.waiting_room then coalesce(q.admitted_through, 0) end as admitted_through,
+                case when s.waiting_room then s.admit_per_sec end as admit_per_sec
+           from sale s left join sale_queue q on q.sale_id = s.id where s.id = $1"
     ))
     .bind(id)
     .fetch_optional(pool)
@@ -236,8 +275,9 @@ pub async fn status(pool: &PgPool, id: i64) -> Result<SaleStatus, ApiError> {
 pub async fn create(pool: &PgPool, s: NewSale) -> Result<Sale, ApiError> {
     let id: Option<i64> = sqlx::query_scalar(
         "insert into sale (product_id, starts_at, ends_at, stock, remaining, price_cents,
-                           per_user_limit, created_by, hold_secs)
-         select p.id, $2, $3, $4, $4, coalesce($5, p.price_cents), $6, $7, $8
+                           per_user_limit, created_by, hold_secs,
+                           waiting_room, admit_per_sec, admission_secs, verified_only)
+         select p.id, $2, $3, $4, $4, coalesce($5, p.price_cents), $6, $7, $8, $9, $10, $11, $12
            from product p where p.id = $1
          returning id",
     )
@@ -249,15 +289,20 @@ pub async fn create(pool: &PgPool, s: NewSale) -> Result<Sale, ApiError> {
     .bind(s.per_user_limit)
     .bind(s.created_by)
     .bind(s.hold_secs)
+    .bind(s.room.waiting_room)
+    .bind(s.room.admit_per_sec)
+    .bind(s.room.admission_secs)
+    .bind(s.room.verified_only)
     .fetch_optional(pool)
     .await?;
     let id = id.ok_or_else(|| ApiError::field("product_id", "no such product"))?;
     get(pool, id).await
 }
 
-/// Reschedules, restocks, reprices or cancels a sale. Window, stock, price and
-/// limit may change only before the sale starts (by the database clock); a
-/// sale can be cancelled until it ends.
+/// Reschedules, restocks, reprices or cancels a sale. Window, stock, price,
+/// limit, hold and admission settings may change only before the sale starts
+/// (by the database clock), except `admit_per_sec`, which an admin may turn
+/// up or down during the sale; a sale can be cancelled until it ends.
 pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiError> {
     let mut tx = pool.begin().await?;
     #[derive(sqlx::FromRow)]
@@ -283,12 +328,18 @@ pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiEr
         || c.stock.is_some()
         || c.price_cents.is_some()
         || c.per_user_limit.is_some()
-        || c.hold_secs.is_some();
+        || c.hold_secs.is_some()
+        || c.waiting_room.is_some()
+        || c.admission_secs.is_some()
+        || c.verified_only.is_some();
     if cur.cancelled {
         return Err(ApiError::SaleCancelled);
     }
     if changes_terms && cur.started {
         return Err(ApiError::SaleAlreadyStarted);
+    }
+    if c.admit_per_sec.is_some() && cur.ended {
+        return Err(ApiError::SaleEnded);
     }
     if c.cancel && cur.ended {
         return Err(ApiError::SaleEnded);
@@ -305,7 +356,11 @@ pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiEr
                          price_cents = coalesce($5, price_cents),
                          per_user_limit = coalesce($6, per_user_limit),
                          cancelled_at = case when $7 then now() else cancelled_at end,
-                         hold_secs = coalesce($8, hold_secs)
+                         hold_secs = coalesce($8, hold_secs),
+                         waiting_room = coalesce($9, waiting_room),
+                         admit_per_sec = coalesce($10, admit_per_sec),
+                         admission_secs = coalesce($11, admission_secs),
+                         verified_only = coalesce($12, verified_only)
           where id = $1",
     )
     .bind(id)
@@ -316,6 +371,10 @@ pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiEr
     .bind(c.per_user_limit)
     .bind(c.cancel)
     .bind(c.hold_secs)
+    .bind(c.waiting_room)
+    .bind(c.admit_per_sec)
+    .bind(c.admission_secs)
+    .bind(c.verified_only)
     .execute(&mut *tx)
     .await?;
     if c.cancel {

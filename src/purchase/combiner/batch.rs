@@ -94,14 +94,21 @@ pub(super) async fn transact(
     // not need the lock; orders do, and are read after it when asked).
     let locked: Option<LockedBatch> = sqlx::query_as::<_, LockedBatch>(
         "select product_id, remaining, price_cents, per_user_limit, hold_secs,
+                waiting_room, verified_only,
                 cancelled_at is not null as cancelled,
                 now() < starts_at as not_started,
                 now() >= ends_at as ended,
                 array(select id from app_user where id = any($2)) as accounts,
                 array(select id from app_user where id = any($2) and disabled_at is not null) as disabled,
-                case when $3 then array(select id from app_user
+                case when $3 or verified_only then array(select id from app_user
                                          where id = any($2) and email_verified_at is null)
-                     else '{}'::bigint[] end as unverified
+                     else '{}'::bigint[] end as unverified,
+                -- A waiting-room sale sells only on an admitted ticket that is
+                -- neither lapsed (by the database clock) nor used.
+                case when waiting_room then array(select user_id from queue_ticket
+                                                    where sale_id = $1 and user_id = any($2)
+                                                      and admitted_until > now() and used_at is null)
+                     else '{}'::bigint[] end as admitted
            from sale where id = $1 for update",
     )
     .bind(sale_id)
@@ -119,6 +126,7 @@ pub(super) async fn transact(
         accounts,
         disabled,
         unverified,
+        admitted,
     }) = locked
     else {
         return Ok(Outcome {
@@ -149,14 +157,20 @@ pub(super) async fn transact(
         answers = buys.iter().map(|_| Some(Err(refusal()))).collect();
     } else if !buys.is_empty() {
         let set = |ids: Vec<i64>| ids.into_iter().collect::<HashSet<i64>>();
-        let (accounts, disabled, unverified) = (set(accounts), set(disabled), set(unverified));
+        let facts = Facts {
+            accounts: set(accounts),
+            disabled: set(disabled),
+            unverified: set(unverified),
+            admitted: sale.waiting_room.then(|| set(admitted)),
+        };
         // First decided without reading the batch's orders (see the module
-        // docs); if the stock runs out in the batch, decided again with them.
+        // docs); if the stock runs out in the batch, or someone is not
+        // admitted (a holder's ticket is used), decided again with them.
         let mut held = HashSet::new();
-        let mut decided = decide_batch(buys, &sale, &accounts, &disabled, &unverified, &held);
-        if decided.ran_out {
+        let mut decided = decide_batch(buys, &sale, &facts, &held);
+        if decided.recheck {
             held = set(read_held(&mut tx, sale_id, &users).await.map_err(clean)?);
-            decided = decide_batch(buys, &sale, &accounts, &disabled, &unverified, &held);
+            decided = decide_batch(buys, &sale, &facts, &held);
         }
         (answers, win_users, win_qty) = (decided.answers, decided.win_users, decided.win_qty);
     }
@@ -257,7 +271,10 @@ async fn insert_orders(
          p as (update product set sell_count = sell_count + (select coalesce(sum(quantity), 0) from ins)
                 where id = $2),
          m as (insert into outbox (kind, user_id, order_id)
-               select 'order_confirmation', user_id, id from ins where status = 'confirmed')
+               select 'order_confirmation', user_id, id from ins where status = 'confirmed'),
+         -- One ticket buys once.
+         t as (update queue_ticket q set used_at = now(), order_id = ins.id
+                 from ins where $7 and q.sale_id = $1 and q.user_id = ins.user_id)
          select {COLUMNS},
                 -- Announce the new stock to every instance (sent on commit).
                 (select {announce} from s) is null as announced
@@ -270,6 +287,7 @@ async fn insert_orders(
     .bind(win_users)
     .bind(win_qty)
     .bind(sale.hold_secs)
+    .bind(sale.waiting_room)
     .fetch_all(tx)
     .await
 }
@@ -280,34 +298,38 @@ struct Decided {
     answers: Vec<Option<Result<Order, ApiError>>>,
     win_users: Vec<i64>,
     win_qty: Vec<i32>,
-    /// Someone was refused for lack of stock.
-    ran_out: bool,
+    /// Someone was refused for lack of stock or admission, which a holder
+    /// should hear as `already_purchased`: decide again knowing the holders.
+    recheck: bool,
+}
+
+/// What the database says of the batch's buyers, read under the lock.
+struct Facts {
+    accounts: HashSet<i64>,
+    disabled: HashSet<i64>,
+    unverified: HashSet<i64>,
+    /// With a waiting room: the buyers with a ticket they may buy on now.
+    admitted: Option<HashSet<i64>>,
 }
 
 /// Decides each buyer in arrival order; `held` are buyers known to hold an
 /// order already, and earlier in this batch counts as holding one too.
-fn decide_batch(
-    batch: &[Pending],
-    sale: &LockedSale,
-    accounts: &HashSet<i64>,
-    disabled: &HashSet<i64>,
-    unverified: &HashSet<i64>,
-    held: &HashSet<i64>,
-) -> Decided {
+fn decide_batch(batch: &[Pending], sale: &LockedSale, f: &Facts, held: &HashSet<i64>) -> Decided {
     let mut holders: HashSet<i64> = HashSet::new();
     let mut remaining = sale.remaining;
     let mut d = Decided {
         answers: Vec::with_capacity(batch.len()),
         win_users: Vec::new(),
         win_qty: Vec::new(),
-        ran_out: false,
+        recheck: false,
     };
     for p in batch {
         let facts = BuyerFacts {
-            exists: accounts.contains(&p.user_id),
-            disabled: disabled.contains(&p.user_id),
-            unverified: unverified.contains(&p.user_id),
+            exists: f.accounts.contains(&p.user_id),
+            disabled: f.disabled.contains(&p.user_id),
+            unverified: f.unverified.contains(&p.user_id),
             already: held.contains(&p.user_id) || holders.contains(&p.user_id),
+            not_admitted: f.admitted.as_ref().is_some_and(|a| !a.contains(&p.user_id)),
         };
         match decide(facts, p.quantity, sale.per_user_limit, remaining) {
             Decision::Accept => {
@@ -318,7 +340,7 @@ fn decide_batch(
                 d.answers.push(None);
             }
             Decision::Refuse(e) => {
-                d.ran_out |= matches!(e, ApiError::SoldOut(_));
+                d.recheck |= matches!(e, ApiError::SoldOut(_) | ApiError::NotAdmitted);
                 d.answers.push(Some(Err(e)));
             }
         }
@@ -361,4 +383,5 @@ struct LockedBatch {
     accounts: Vec<i64>,
     disabled: Vec<i64>,
     unverified: Vec<i64>,
+    admitted: Vec<i64>,
 }

@@ -18,13 +18,18 @@
 //! judged by an estimate of the database clock, and requests within
 //! [`BOUNDARY_MARGIN`] of a window edge always go to the database.
 
+mod events;
+mod queue;
+
+pub use events::status_events;
+pub use queue::Admission;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
@@ -43,6 +48,9 @@ pub struct Terms {
     pub ends_at: DateTime<Utc>,
     pub cancelled: bool,
     pub per_user_limit: i32,
+    /// Sells only to shoppers admitted from its queue.
+    pub waiting_room: bool,
+    pub admit_per_sec: i32,
 }
 
 /// A holder's live order, as `already_purchased` names it.
@@ -67,6 +75,8 @@ pub struct LiveSale {
     /// Counts [`LiveSale::forget_buyers`]: holders read before a release
     /// must not be remembered after it.
     releases: AtomicU64,
+    /// The waiting room's admission as last heard.
+    pub admission: Admission,
     changed: watch::Sender<u64>,
 }
 
@@ -186,6 +196,9 @@ struct Row {
     cancelled: bool,
     remaining: i64,
     per_user_limit: i32,
+    waiting_room: bool,
+    admit_per_sec: i32,
+    admitted_through: i32,
     db_now: DateTime<Utc>,
 }
 
@@ -239,6 +252,7 @@ impl Board {
                 holders_complete: AtomicBool::new(false),
                 holders_loading: AtomicBool::new(false),
                 releases: AtomicU64::new(0),
+                admission: Admission::new(row.admitted_through),
                 changed,
             })
         });
@@ -249,9 +263,10 @@ impl Board {
         let sent = Instant::now();
         let local_before = Utc::now();
         let row: Option<Row> = sqlx::query_as(
-            "select starts_at, ends_at, cancelled_at is not null as cancelled, remaining,
-                    per_user_limit, now() as db_now
-               from sale where id = $1",
+            "select s.starts_at, s.ends_at, s.cancelled_at is not null as cancelled, s.remaining,
+                    s.per_user_limit, s.waiting_room, s.admit_per_sec,
+                    coalesce(q.admitted_through, 0) as admitted_through, now() as db_now
+               from sale s left join sale_queue q on q.sale_id = s.id where s.id = $1",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -273,7 +288,10 @@ impl Board {
     pub async fn reload(&self, id: i64) {
         let Some(live) = self.cached(id) else { return };
         match self.read(id).await {
-            Ok(Some(row)) => live.set_terms(terms_of(&row), row.remaining),
+            Ok(Some(row)) => {
+                live.admission.heard(row.admitted_through);
+                live.set_terms(terms_of(&row), row.remaining)
+            }
             Ok(None) => {
                 if let Ok(mut m) = self.sales.write() {
                     m.remove(&id);
@@ -339,6 +357,16 @@ impl Board {
                     live.set_remaining(remaining);
                 }
             }
+            Some(Announcement::Admitted { sale_id, through }) => {
+                if let Some(live) = self.cached(sale_id) {
+                    if live.admission.heard(through) {
+                        live.changed.send_modify(|v| *v += 1);
+                    }
+                    if live.admission.needs_places() {
+                        queue::load_places(self.pool.clone(), live);
+                    }
+                }
+            }
             Some(Announcement::Changed(id)) => self.reload(id).await,
             None => tracing::warn!(payload, "unreadable sale announcement"),
         }
@@ -366,6 +394,8 @@ impl Board {
             starts_at: t.starts_at,
             ends_at: t.ends_at,
             server_time: now,
+            admitted_through: t.waiting_room.then(|| live.admission.through()),
+            admit_per_sec: t.waiting_room.then_some(t.admit_per_sec),
         }
     }
 
@@ -388,59 +418,7 @@ fn terms_of(r: &Row) -> Terms {
         ends_at: r.ends_at,
         cancelled: r.cancelled,
         per_user_limit: r.per_user_limit,
+        waiting_room: r.waiting_room,
+        admit_per_sec: r.admit_per_sec,
     }
-}
-
-/// Least time between two pushed statuses of one stream.
-const SSE_THROTTLE: Duration = Duration::from_millis(250);
-/// Longest silence on a stream.
-const SSE_KEEPALIVE: Duration = Duration::from_secs(15);
-
-/// The Server-Sent Events of one sale: an `event: status` frame with the
-/// same JSON as `/status` at once, then on every change (at most every
-/// [`SSE_THROTTLE`]), at each window edge (the state moves without any write)
-/// and every [`SSE_KEEPALIVE`]. The stream ends when `closing` turns true, so
-/// a stopping server need not wait for its pages; the browser reconnects to
-/// whichever instance serves next.
-pub fn status_events(
-    board: Arc<Board>,
-    live: Arc<LiveSale>,
-    closing: watch::Receiver<bool>,
-) -> impl Stream<Item = String> {
-    let rx = live.subscribe();
-    futures_util::stream::unfold(
-        (board, live, rx, closing, true),
-        |(board, live, mut rx, mut closing, first)| async move {
-            if *closing.borrow() {
-                return None;
-            }
-            if !first {
-                let status = board.status(&live);
-                let now = board.now();
-                let edge = [status.starts_at, status.ends_at]
-                    .into_iter()
-                    .filter(|t| *t > now)
-                    .map(|t| (t - now).to_std().unwrap_or_default())
-                    .min()
-                    .unwrap_or(SSE_KEEPALIVE)
-                    .min(SSE_KEEPALIVE);
-                tokio::select! {
-                    changed = rx.changed() => {
-                        if changed.is_err() {
-                            return None;
-                        }
-                        // Throttle: one message per burst of changes.
-                        tokio::time::sleep(SSE_THROTTLE).await;
-                        rx.borrow_and_update();
-                    }
-                    _ = tokio::time::sleep(edge) => {}
-                    _ = closing.wait_for(|c| *c) => return None,
-                }
-            }
-            let status = board.status(&live);
-            let data = serde_json::to_string(&status).unwrap_or_default();
-            let frame = format!("event: status\ndata: {data}\n\n");
-            Some((frame, (board, live, rx, closing, false)))
-        },
-    )
 }
