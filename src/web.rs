@@ -87,6 +87,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../web/assets/cart.js"),
     },
     Asset {
+        name: "queue.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../web/assets/queue.js"),
+    },
+    Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
         body: include_bytes!("../web/assets/favicon.svg"),

@@ -10,6 +10,7 @@ mod auth;
 mod bots;
 mod browser;
 mod browser_cart;
+mod browser_queue;
 mod cart;
 mod catalog;
 mod catalog_reports;

@@ -72,6 +72,7 @@ async fn assets_have_their_content_type_an_etag_and_answer_304_when_unchanged() 
         ("shop.js", "text/javascript; charset=utf-8"),
         ("products.js", "text/javascript; charset=utf-8"),
         ("cart.js", "text/javascript; charset=utf-8"),
+        ("queue.js", "text/javascript; charset=utf-8"),
         ("style.css", "text/css; charset=utf-8"),
         ("favicon.svg", "image/svg+xml"),
     ] {

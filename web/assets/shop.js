@@ -7,6 +7,7 @@ import {
   ShopClock,
 } from './ui.js';
 import { holdBox } from './orders.js';
+import { queueBox } from './queue.js';
 
 function saleCard(sale) {
   const p = sale.product;
@@ -98,6 +99,10 @@ export async function salePage(content) {
   const result = h('div', { id: 'result', class: 'result', role: 'status', 'aria-live': 'polite', 'aria-atomic': 'true' });
   const holdSlot = h('div', { id: 'hold' });
   const live = h('p', { id: 'live', class: 'muted small' }, 'Connecting to live updates…');
+  // A waiting-room sale sells only on this shopper's turn.
+  const queue = sale.waiting_room
+    ? queueBox({ saleId: id, clock, startsAt: parseTime(sale.starts_at), changed: () => render() })
+    : null;
 
   content.replaceChildren(h('div', { class: 'sale' },
     h('section', { class: 'sale-info' },
@@ -109,7 +114,7 @@ export async function salePage(content) {
         `${when(sale.starts_at)} – ${when(sale.ends_at)}`)),
     h('section', { class: 'sale-box', 'aria-label': 'Buy' },
       h('p', { class: 'countdown' }, countdownLabel, ' ', countdown),
-      stock, meter, buy, result, holdSlot, live)));
+      stock, meter, queue ? queue.el : null, buy, result, holdSlot, live)));
 
   function effectiveState() {
     // Between server messages the window edges are judged by the shop's clock.
@@ -141,7 +146,9 @@ export async function salePage(content) {
       : `${view.remaining} of ${sale.stock} left`;
     if (stock.textContent !== stockText) stock.textContent = stockText;
     meter.firstChild.style.width = `${sale.stock ? (100 * view.remaining) / sale.stock : 0}%`;
-    buy.disabled = view.busy || state !== 'active';
+    const waiting = queue && !queue.canBuy();
+    buy.disabled = view.busy || state !== 'active' || waiting;
+    buy.hidden = Boolean(queue) && waiting && state === 'active';
     buy.textContent = state === 'sold_out' ? 'Sold out' : state === 'upcoming' ? 'Not started yet' : 'Buy now';
     buy.setAttribute('aria-describedby', 'stock countdown-label');
   }
@@ -152,6 +159,7 @@ export async function salePage(content) {
     view.remaining = status.remaining;
     view.startsAt = parseTime(status.starts_at);
     view.endsAt = parseTime(status.ends_at);
+    if (queue) queue.apply(status);
     render();
   }
 
@@ -220,6 +228,7 @@ export async function salePage(content) {
     show('info', 'Buying…');
     try {
       const order = await api(`/sales/${id}/purchase`, { method: 'POST', body: { quantity: 1 } });
+      if (queue) queue.used();
       if (order.status === 'pending_payment') {
         show('ok', h('strong', {}, 'Won! '), 'Order ', h('strong', { class: 'order-number' }, order.number),
           ' is held for you until you pay. ', h('a', { href: `/orders/${order.id}` }, 'See the order'));
@@ -269,6 +278,10 @@ export async function salePage(content) {
           clock.sample(data.server_time, sent, received);
           apply(data);
         }).catch(() => {});
+        break;
+      case 'not_admitted':
+        show('warn', h('strong', {}, 'Not your turn. '), 'This sale sells only to shoppers admitted from its queue.');
+        if (queue) queue.refresh();
         break;
       case 'sale_ended':
         view.state = 'ended';
