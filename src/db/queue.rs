@@ -115,25 +115,36 @@ pub async fn ticket(
 /// returns every one's ticket, new or already there. Before the draw a new
 /// ticket has no place; after it, new tickets take the next places in the
 /// order given. Unknown accounts get no ticket. The caller has checked that
-/// the sale has a waiting room and is open.
+/// the sale has a waiting room and is open; without `maybe_started` (the
+/// start is surely more than a moment away) the draw is not asked for.
 pub async fn join(
     pool: &PgPool,
     sale_id: i64,
     users: &[i64],
+    maybe_started: bool,
 ) -> Result<Vec<TicketRow>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("insert into sale_queue (sale_id) values ($1) on conflict do nothing")
+    let lock =
+        "select drawn_at is not null, last_position from sale_queue where sale_id = $1 for update";
+    let locked: Option<(bool, i32)> = sqlx::query_as(lock)
         .bind(sale_id)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-    let (mut drawn, last): (bool, i32) = sqlx::query_as(
-        "select drawn_at is not null, last_position from sale_queue where sale_id = $1 for update",
-    )
-    .bind(sale_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let mut last = last;
-    if !drawn {
+    let (mut drawn, mut last) = match locked {
+        Some(row) => row,
+        // The first join makes the line.
+        None => {
+            sqlx::query("insert into sale_queue (sale_id) values ($1) on conflict do nothing")
+                .bind(sale_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query_as(lock)
+                .bind(sale_id)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+    };
+    if !drawn && maybe_started {
         if let Some(n) = draw_if_due(&mut tx, sale_id).await? {
             (drawn, last) = (true, n);
         }

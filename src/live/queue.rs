@@ -3,7 +3,7 @@
 //! purchase only when the buyer's place is far enough behind that no
 //! announcement still on its way could have admitted it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +20,8 @@ pub const UNHEARD_SECS: i64 = 2;
 pub struct Admission {
     through: AtomicI64,
     places: Mutex<HashMap<i64, i32>>,
+    /// Shoppers this process saw join the pre-queue (no place yet).
+    joined: Mutex<HashSet<i64>>,
     /// Every place given at the draw is in `places` (late joiners through
     /// other instances may not be).
     loaded: AtomicBool,
@@ -31,6 +33,7 @@ impl Admission {
         Admission {
             through: AtomicI64::new(i64::from(through)),
             places: Mutex::new(HashMap::new()),
+            joined: Mutex::new(HashSet::new()),
             loaded: AtomicBool::new(false),
             loading: AtomicBool::new(false),
         }
@@ -53,6 +56,18 @@ impl Admission {
         if let Ok(mut p) = self.places.lock() {
             p.insert(user_id, position);
         }
+    }
+
+    /// Remembers a shopper who joined the pre-queue through this process.
+    pub fn remember_joined(&self, user_id: i64) {
+        if let Ok(mut j) = self.joined.lock() {
+            j.insert(user_id);
+        }
+    }
+
+    /// Whether this shopper joined the pre-queue through this process.
+    pub fn has_joined(&self, user_id: i64) -> bool {
+        self.joined.lock().is_ok_and(|j| j.contains(&user_id))
     }
 
     /// The shopper's place, if this process knows it.

@@ -17,12 +17,15 @@ use std::sync::{Arc, Mutex};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::queue::{self as db, Ticket};
+use crate::db::queue::{self as db, Ticket, TicketState};
 use crate::error::ApiError;
-use crate::live::Board;
+use crate::live::{Board, LiveSale, BOUNDARY_MARGIN};
 
 /// Most joins served by one transaction.
 const MAX_BATCH: usize = 2000;
+/// Joins this close to the start (by the estimated database clock) ask the
+/// database whether the draw is due.
+const DRAW_MARGIN: chrono::Duration = chrono::Duration::seconds(1);
 
 type Reply = oneshot::Sender<Result<(Ticket, bool), ApiError>>;
 
@@ -58,13 +61,17 @@ impl Queue {
         if self.board.now() >= terms.ends_at {
             return Err(ApiError::SaleEnded);
         }
+        if let Some(ticket) = self.pre_queue_ticket(&live, user_id) {
+            return Ok((ticket, false));
+        }
         let (reply, answer) = oneshot::channel();
         self.line(sale_id)
             .send((user_id, reply))
             .map_err(|_| ApiError::Busy(1))?;
         let (ticket, created) = answer.await.map_err(|_| ApiError::Busy(1))??;
-        if let Some(p) = ticket.position {
-            live.admission.remember(user_id, p);
+        match ticket.position {
+            Some(p) => live.admission.remember(user_id, p),
+            None => live.admission.remember_joined(user_id),
         }
         Ok((ticket, created))
     }
@@ -72,13 +79,45 @@ impl Queue {
     /// The shopper's ticket in the sale's line.
     pub async fn ticket(&self, sale_id: i64, user_id: i64) -> Result<Ticket, ApiError> {
         let live = self.board.get(sale_id).await?;
+        if let Some(ticket) = self.pre_queue_ticket(&live, user_id) {
+            return Ok(ticket);
+        }
         let ticket = db::ticket(&self.pool, sale_id, user_id)
             .await?
             .ok_or(ApiError::NotFound("you have not joined this sale's queue"))?;
-        if let Some(p) = ticket.position {
-            live.admission.remember(user_id, p);
+        match ticket.position {
+            Some(p) => live.admission.remember(user_id, p),
+            None => live.admission.remember_joined(user_id),
         }
         Ok(ticket)
+    }
+
+    /// The ticket of a shopper who joined the pre-queue through this
+    /// process, answered from memory while the sale is surely not started
+    /// (so not drawn): it can only be waiting, without a place. Repeated
+    /// joins (bots hammer) cost no transaction then.
+    fn pre_queue_ticket(&self, live: &LiveSale, user_id: i64) -> Option<Ticket> {
+        let terms = live.terms();
+        let now = self.board.now();
+        if terms.cancelled
+            || now >= terms.starts_at - BOUNDARY_MARGIN
+            || !live.admission.has_joined(user_id)
+        {
+            return None;
+        }
+        Some(Ticket {
+            sale_id: live.id,
+            state: if live.remaining() == 0 {
+                TicketState::SoldOut
+            } else {
+                TicketState::Waiting
+            },
+            position: None,
+            admitted_through: live.admission.through(),
+            admit_per_sec: terms.admit_per_sec,
+            admitted_until: None,
+            server_time: now,
+        })
     }
 
     fn line(&self, sale_id: i64) -> mpsc::UnboundedSender<(i64, Reply)> {
@@ -90,7 +129,12 @@ impl Queue {
             return tx.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(serve_line(self.pool.clone(), sale_id, rx));
+        tokio::spawn(serve_line(
+            self.pool.clone(),
+            self.board.clone(),
+            sale_id,
+            rx,
+        ));
         lines.insert(sale_id, tx.clone());
         tx
     }
@@ -98,11 +142,22 @@ impl Queue {
 
 /// Serves one sale's joins: everyone who arrived while the previous batch ran
 /// goes in the next one, in arrival order.
-async fn serve_line(pool: PgPool, sale_id: i64, mut rx: mpsc::UnboundedReceiver<(i64, Reply)>) {
+async fn serve_line(
+    pool: PgPool,
+    board: Arc<Board>,
+    sale_id: i64,
+    mut rx: mpsc::UnboundedReceiver<(i64, Reply)>,
+) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let users: Vec<i64> = batch.iter().map(|(u, _)| *u).collect();
-        match db::join(&pool, sale_id, &users).await {
+        // Well before the start (by the estimated database clock) the draw
+        // cannot be due, and the batch need not ask.
+        let maybe_started = match board.get(sale_id).await {
+            Ok(live) => board.now() >= live.terms().starts_at - DRAW_MARGIN,
+            Err(_) => true,
+        };
+        match db::join(&pool, sale_id, &users, maybe_started).await {
             Ok(rows) => {
                 let mut by_user: HashMap<i64, (Ticket, bool)> = rows
                     .into_iter()
