@@ -81,6 +81,7 @@ pub async fn run_and_verify(
     violations.extend(sampling.as_ref().and_then(|s| s.first_violation.clone()));
     let mut payments = None;
     let mut cart = None;
+    let mut queue = None;
     let tally = match &env.db {
         Some(db) => {
             violations.extend(verify::check_database(db, &run.sales, &run.ledger).await?);
@@ -98,6 +99,11 @@ pub async fn run_and_verify(
                 }
                 let secs = run.elapsed.as_secs_f64();
                 cart = Some(verify::catalog::facts(db, &books, &run.ledger, secs).await?);
+            }
+            if let Some(q) = &run.queue {
+                let (found, facts) = verify::queue::check(db, q).await?;
+                violations.extend(found);
+                queue = Some(facts);
             }
             Some(verify::tally(db, &run.sales).await?)
         }
@@ -124,6 +130,7 @@ pub async fn run_and_verify(
     summary.deadlocks = deadlocks;
     summary.payments = payments;
     summary.cart = cart;
+    summary.queue = queue;
     summary.chaos = struck.map(|s| chaos::facts(&s, &run.ledger));
     Ok(summary)
 }

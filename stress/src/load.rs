@@ -10,6 +10,7 @@
 mod cart;
 mod pay;
 mod purchase;
+mod queue;
 mod workers;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use crate::scenario::Common;
 pub use cart::{CheckoutEnd, CheckoutSuccess, ShortLine};
 pub use purchase::never_sent;
 use purchase::Lost;
+pub use queue::TicketEnd;
 pub use workers::{progress, run_for, run_jobs};
 
 /// What a request was for.
@@ -47,6 +49,10 @@ pub enum Kind {
     Cart,
     /// `POST /cart/checkout`: a cart into one catalog order.
     Checkout,
+    /// `POST /sales/{id}/queue`: joining a waiting room's line.
+    Join,
+    /// `GET /sales/{id}/queue`: reading one's ticket.
+    Ticket,
 }
 
 impl Kind {
@@ -62,6 +68,8 @@ impl Kind {
             Kind::Decide => "decide",
             Kind::Cart => "cart",
             Kind::Checkout => "checkout",
+            Kind::Join => "join",
+            Kind::Ticket => "ticket",
         }
     }
 }
@@ -288,7 +296,28 @@ pub fn is_documented(kind: Kind, status: u16, code: Option<&str>) -> bool {
                 | (503, Some("busy"))
                 | (404, Some("not_found"))
                 | (401, Some("unauthorized" | "token_revoked"))
-                | (403, Some("forbidden"))
+                | (
+                    403,
+                    Some("forbidden" | "not_admitted" | "email_not_verified")
+                )
+        ),
+        Kind::Join => matches!(
+            (status, code),
+            (200 | 201, None)
+                | (
+                    409,
+                    Some("no_waiting_room" | "sale_ended" | "sale_cancelled")
+                )
+                | (404, Some("not_found"))
+                | (401, Some("unauthorized" | "token_revoked"))
+                | (503, Some("busy"))
+        ),
+        Kind::Ticket => matches!(
+            (status, code),
+            (200, None)
+                | (404, Some("not_found"))
+                | (401, Some("unauthorized" | "token_revoked"))
+                | (503, Some("busy"))
         ),
         Kind::Login => matches!(
             (status, code),

@@ -103,6 +103,15 @@ enum Cmd {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// A waiting-room sale: a pre-queue joined in a storm, late joiners, and
+    /// everyone buying on its turn; the draw's fairness, the admission rate
+    /// and the winners are checked against the database.
+    Queue {
+        #[command(flatten)]
+        queue: scenario::QueueArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// A soak of status polls, browsing and purchases on several sales, one hot.
     Mixed {
         #[arg(long, default_value_t = 30)]
@@ -326,6 +335,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
             },
             Scenario::Cart(cart.spec()),
         ),
+        Cmd::Queue { queue, common } => (common, NO_HOLD, Scenario::Queue(queue.spec())),
         Cmd::Mixed {
             duration_secs,
             sales,

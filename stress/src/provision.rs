@@ -212,6 +212,8 @@ pub struct SaleSpec {
     pub per_user_limit: i64,
     /// The sale's `hold_secs`: how long a win waits for payment.
     pub hold_secs: i64,
+    /// A waiting room: `(admit_per_sec, admission_secs)`.
+    pub room: Option<(i64, i64)>,
 }
 
 impl SaleSpec {
@@ -223,6 +225,7 @@ impl SaleSpec {
             duration_ms: 3_600_000,
             per_user_limit: 1,
             hold_secs,
+            room: None,
         }
     }
 }
@@ -237,6 +240,7 @@ pub async fn sale(env: &Environment, admin: &str, spec: SaleSpec) -> anyhow::Res
         duration_ms,
         per_user_limit,
         hold_secs,
+        room,
     } = spec;
     let client = reqwest::Client::new();
     let base = &env.targets[0];
@@ -258,14 +262,18 @@ pub async fn sale(env: &Environment, admin: &str, spec: SaleSpec) -> anyhow::Res
     };
     let starts_at = now + chrono::Duration::milliseconds(lead_ms);
     let ends_at = starts_at + chrono::Duration::milliseconds(duration_ms);
+    let mut body = json!({"product_id": product_id, "starts_at": starts_at, "ends_at": ends_at,
+                          "stock": stock, "price_cents": 1000, "per_user_limit": per_user_limit,
+                          "hold_secs": hold_secs});
+    if let Some((admit_per_sec, admission_secs)) = room {
+        body["waiting_room"] = json!(true);
+        body["admit_per_sec"] = json!(admit_per_sec);
+        body["admission_secs"] = json!(admission_secs);
+    }
     let sale: Value = client
         .post(format!("{base}/api/v1/sales"))
         .bearer_auth(admin)
-        .json(
-            &json!({"product_id": product_id, "starts_at": starts_at, "ends_at": ends_at,
-                      "stock": stock, "price_cents": 1000, "per_user_limit": per_user_limit,
-                      "hold_secs": hold_secs}),
-        )
+        .json(&body)
         .send()
         .await?
         .json()

@@ -100,6 +100,8 @@ pub struct Summary {
     pub payments: Option<PaymentFacts>,
     /// What the catalog's books came to (the `cart` scenario).
     pub cart: Option<CartFacts>,
+    /// What the waiting room came to (the `queue` scenario).
+    pub queue: Option<crate::verify::queue::QueueFacts>,
     pub latency: Vec<LatencyRow>,
     pub answers: Vec<AnswerRow>,
     pub timeline: Vec<Slice>,
@@ -272,6 +274,7 @@ pub fn summarize(
         deadlocks: None,
         payments: None,
         cart: None,
+        queue: None,
         latency,
         answers,
         timeline,

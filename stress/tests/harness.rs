@@ -5,7 +5,8 @@
 //! with pgbench. The faults (`--chaos`), the routing around a dead instance
 //! and the deadlock check are tested in `harness/chaos.rs`, the `checkout`
 //! scenario and the payment checks in `harness/checkout.rs`, the `cart`
-//! scenario and the catalog checks in `harness/cart.rs`.
+//! scenario and the catalog checks in `harness/cart.rs`, the `queue`
+//! scenario and the waiting room's checks in `harness/queue.rs`.
 
 #[path = "harness/cart.rs"]
 mod cart;
@@ -13,6 +14,8 @@ mod cart;
 mod chaos;
 #[path = "harness/checkout.rs"]
 mod checkout;
+#[path = "harness/queue.rs"]
+mod queue;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -334,6 +337,8 @@ fn snapshot_of(remaining: i64, live_units: i64, sell_count: i64) -> Snapshot {
             paid_unpaired: 0,
             stray_payments: 0,
             overdue_holds: 0,
+            queue_mismatch: 0,
+            unadmitted_orders: 0,
         }],
         products: vec![],
     }

@@ -61,6 +61,9 @@ pub fn text(s: &Summary) -> String {
     if let Some(c) = &s.cart {
         cart(&mut o, s, c);
     }
+    if let Some(q) = &s.queue {
+        queue(&mut o, q);
+    }
     if let Some(p) = &s.payments {
         payments(&mut o, p);
     }
@@ -215,6 +218,45 @@ fn cart(o: &mut String, s: &Summary, c: &crate::verify::catalog::CartFacts) {
         o,
         "books      {} units put in over {} books; {} sold in live orders, {} of them paid",
         c.units_put_in, c.books, c.units_sold, c.units_paid
+    );
+}
+
+fn queue(o: &mut String, q: &crate::verify::queue::QueueFacts) {
+    let _ = writeln!(
+        o,
+        "queue      {} places: {} drawn at the start, {} placed after it ({} of them meant for the pre-queue, answered after the draw); admitted through {}",
+        q.places, q.pre_queue, q.late, q.overran, q.admitted_through
+    );
+    let _ = writeln!(
+        o,
+        "draw       Spearman rho {:.4} with join order, {:.4} with account (limit {:.4})",
+        q.rho_join_order, q.rho_account, q.rho_limit
+    );
+    let rate = q
+        .admitted_per_sec
+        .map_or("- (under a second of admission)".to_string(), |r| {
+            format!("{r:.1}/s over {:.2} s", q.admission_span_secs)
+        });
+    let _ = writeln!(o, "admission  {rate} against {}/s set", q.admit_per_sec);
+    let _ = writeln!(
+        o,
+        "turns      {} shoppers bought on their turn: {} won, {} sold out ({} of those admitted before the last winner, and asked later); {} orders, {} without admission",
+        q.turns_taken, q.turns_won, q.turns_sold_out, q.sold_out_admitted_before_a_winner, q.orders, q.orders_without_admission
+    );
+    let _ = writeln!(
+        o,
+        "bots       {} purchases at the start: {} created (their place was admitted), {} not_admitted",
+        q.bot_purchases, q.bot_purchases_created, q.bot_purchases_not_admitted
+    );
+    let _ = writeln!(
+        o,
+        "joins      {:.0}/s in the bots' burst ({} joins in {:.2} s; first joins alone {:.0}/s) against /healthz {:.0}/s: {:.2} (goal 0.50)",
+        q.joins_per_sec, q.burst_joins, q.burst_secs, q.first_joins_per_sec, q.health_per_sec, q.join_to_health
+    );
+    let _ = writeln!(
+        o,
+        "sold out   {} tickets in line read after the sell-out",
+        q.sold_out_reads
     );
 }
 

@@ -152,6 +152,7 @@ pub async fn cart(env: &Environment, c: &Common, spec: CartSpec) -> anyhow::Resu
         sales: vec![],
         ledger,
         measure_from_us: 0,
+        queue: None,
     })
 }
 

@@ -150,6 +150,7 @@ pub async fn checkout(
         sales: vec![sale],
         ledger,
         measure_from_us: 0,
+        queue: None,
     })
 }
 

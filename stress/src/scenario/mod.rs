@@ -4,6 +4,7 @@
 
 mod cart;
 mod checkout;
+mod queue;
 mod soak;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::provision::{self, AdminLogin, Buyer, SaleInfo, SaleSpec};
 
 pub use cart::{cart, random_cart, CartArgs, CartSpec};
 pub use checkout::{checkout, fate, Fate, Shares};
+pub use queue::{queue, Joined, QueueArgs, QueueRun, QueueSpec, Turn};
 pub use soak::{mixed, poll};
 
 /// Options shared by all scenarios.
@@ -44,6 +46,8 @@ pub struct Run {
     pub measure_from_us: u64,
     /// How long the measured load ran.
     pub elapsed: Duration,
+    /// What the `queue` scenario saw of its waiting room.
+    pub queue: Option<Box<QueueRun>>,
 }
 
 /// Sleeps until the sale opens by the database clock.
@@ -94,6 +98,7 @@ pub async fn exact(
         sales: vec![sale],
         ledger,
         measure_from_us: 0,
+        queue: None,
     })
 }
 
@@ -138,6 +143,7 @@ pub async fn dupes(
         sales: vec![sale],
         ledger,
         measure_from_us: 0,
+        queue: None,
     })
 }
 
@@ -204,6 +210,7 @@ pub async fn window(
         sales: vec![sale],
         ledger,
         measure_from_us: 0,
+        queue: None,
     })
 }
 
@@ -246,6 +253,7 @@ pub async fn soldout(
         sales: vec![sale],
         ledger,
         measure_from_us,
+        queue: None,
     })
 }
 
@@ -304,6 +312,8 @@ pub enum Scenario {
     },
     /// Carts over a small catalog, checked out, paid or abandoned.
     Cart(CartSpec),
+    /// A waiting-room sale: a pre-queue, late joiners, buying on admission.
+    Queue(QueueSpec),
 }
 
 impl Scenario {
@@ -328,6 +338,7 @@ impl Scenario {
             Scenario::Status { requests } => poll(env, c, requests, false).await,
             Scenario::Health { requests } => poll(env, c, requests, true).await,
             Scenario::Cart(spec) => cart(env, c, spec).await,
+            Scenario::Queue(spec) => queue(env, c, spec).await,
         }
     }
 }

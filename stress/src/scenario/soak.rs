@@ -96,6 +96,7 @@ pub async fn mixed(
         sales: made,
         ledger,
         measure_from_us: 0,
+        queue: None,
     })
 }
 
@@ -143,5 +144,6 @@ pub async fn poll(
         sales: vec![sale],
         ledger,
         measure_from_us: 0,
+        queue: None,
     })
 }

@@ -9,6 +9,10 @@
 //! belongs to a paid or refunded order, and no hold outlives its `expires_at`
 //! by more than the sweep interval and a second ([`HOLD_GRACE_MS`]).
 //!
+//! For a waiting-room sale, the same snapshot checks that its places are
+//! exactly 1..n, that the admitted tickets are exactly the places through
+//! `admitted_through`, and that every order was bought on an admitted ticket.
+//!
 //! And the catalog's books stocked by the run, with the same payment
 //! invariants over their catalog orders (see `catalog`): the sales' and the
 //! books' statements run in one read-only repeatable-read transaction, so
@@ -55,6 +59,13 @@ pub struct SaleSample {
     pub stray_payments: i64,
     /// Pending holds more than [`HOLD_GRACE_MS`] past their `expires_at`.
     pub overdue_holds: i64,
+    /// A waiting room whose places are not exactly 1..last_position, or whose
+    /// admitted tickets are not exactly the places through
+    /// `admitted_through`: how far off (0 when it holds, or without one).
+    pub queue_mismatch: i64,
+    /// Orders of a waiting-room sale not bought on an admitted ticket before
+    /// its admission lapsed.
+    pub unadmitted_orders: i64,
 }
 
 /// One consistent reading of every watched sale.
@@ -100,8 +111,23 @@ pub async fn snapshot_with(
                 coalesce(l.live_units, 0)::bigint as live_units, p.sell_count,
                 (coalesce(l.product_live_units, 0) + coalesce(cl.units, 0))::bigint
                     as product_live_units,
-                q.paid_unpaired, q.stray_payments, q.overdue_holds
+                q.paid_unpaired, q.stray_payments, q.overdue_holds,
+                case when sq.sale_id is null then 0
+                     else abs(sq.last_position - qt.placed) + abs(qt.top - sq.last_position)
+                          + abs(qt.admitted - sq.admitted_through) end::bigint as queue_mismatch,
+                case when s.waiting_room then
+                     (select count(*) from purchase_order o
+                       where o.sale_id = s.id and not exists (
+                             select 1 from queue_ticket t
+                              where t.sale_id = s.id and t.user_id = o.user_id
+                                and t.order_id = o.id and o.created_at < t.admitted_until))
+                     else 0 end::bigint as unadmitted_orders
            from sale s join product p on p.id = s.product_id
+           left join sale_queue sq on sq.sale_id = s.id
+           left join lateral (select count(t.position) as placed,
+                                     coalesce(max(t.position), 0) as top,
+                                     count(t.admitted_until) as admitted
+                                from queue_ticket t where t.sale_id = s.id) qt on true
            left join lateral (select sum(o.quantity) filter (where o.sale_id = s.id) as live_units,
                                      sum(o.quantity) as product_live_units
                                 from purchase_order o
@@ -175,6 +201,16 @@ pub fn check(s: &Snapshot) -> Option<Violation> {
             Some(format!(
                 "sale {}: {} succeeded payment(s) whose order is neither paid nor refunded",
                 x.sale_id, x.stray_payments
+            ))
+        } else if x.queue_mismatch > 0 {
+            Some(format!(
+                "sale {}: the waiting room's places or admissions are off by {}",
+                x.sale_id, x.queue_mismatch
+            ))
+        } else if x.unadmitted_orders > 0 {
+            Some(format!(
+                "sale {}: {} order(s) not bought on an admitted ticket",
+                x.sale_id, x.unadmitted_orders
             ))
         } else if x.overdue_holds > 0 {
             Some(format!(
