@@ -150,14 +150,21 @@ pub async fn join(
         }
     }
     // New tickets, each user once, in arrival order; after the draw each takes
-    // the next place, and `last_position` moves by what was inserted.
+    // the next place, and `last_position` moves by what was inserted. Every
+    // look-up of a ticket is one probe of the (sale_id, user_id) key, forced
+    // by a correlated LATERAL: a line that fills fast has few rows at its
+    // last ANALYZE, and the planner would otherwise read every ticket of the
+    // sale and match the batch against each (`user_id = any($2)` as a
+    // filter), at a cost that grows with the line. Not a prepared statement
+    // either, so a plan made while the line was short does not stay.
     let rows: Vec<TicketRow> = sqlx::query_as(&format!(
         "with b as (select distinct on (u) u, n
                       from unnest($2::bigint[]) with ordinality as b(u, n) order by u, n),
+              old as (select x.* from b cross join lateral (
+                        select * from queue_ticket x where x.sale_id = $1 and x.user_id = b.u) x),
               new as (select b.u, b.n, row_number() over (order by b.n) as k
                         from b join app_user a on a.id = b.u
-                       where not exists (select 1 from queue_ticket x
-                                          where x.sale_id = $1 and x.user_id = b.u)),
+                       where b.u not in (select user_id from old)),
               ins as (insert into queue_ticket (sale_id, user_id, position)
                       select $1, u, case when $3 then $4 + k::int end from new order by n
                       returning user_id, position, admitted_until, used_at),
@@ -171,13 +178,13 @@ pub async fn join(
            from ins t, sale s, sale_queue qq where s.id = $1 and qq.sale_id = $1
          union all
          select {TICKET_COLUMNS}, false
-           from queue_ticket t join sale_queue q using (sale_id) join sale s on s.id = t.sale_id
-          where t.sale_id = $1 and t.user_id = any($2)"
+           from old t join sale_queue q using (sale_id) join sale s on s.id = t.sale_id"
     ))
     .bind(sale_id)
     .bind(users)
     .bind(drawn)
     .bind(last)
+    .persistent(false)
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

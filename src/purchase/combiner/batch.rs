@@ -105,9 +105,13 @@ pub(super) async fn transact(
                      else '{}'::bigint[] end as unverified,
                 -- A waiting-room sale sells only on an admitted ticket that is
                 -- neither lapsed (by the database clock) nor used.
-                case when waiting_room then array(select user_id from queue_ticket
-                                                    where sale_id = $1 and user_id = any($2)
-                                                      and admitted_until > now() and used_at is null)
+                -- (one probe of the ticket key per buyer: see `read_held`)
+                case when waiting_room then array(
+                         select b.u from unnest($2::bigint[]) as b(u)
+                          cross join lateral (select 1 from queue_ticket t
+                                               where t.sale_id = $1 and t.user_id = b.u
+                                                 and t.admitted_until > now() and t.used_at is null
+                                               limit 1) ok)
                      else '{}'::bigint[] end as admitted
            from sale where id = $1 for update",
     )
