@@ -47,6 +47,10 @@ struct DemoSale {
     stock: i64,
     price_cents: i64,
     per_user_limit: i32,
+    /// Sells only to shoppers admitted from its queue (default 100 a second,
+    /// two minutes to buy).
+    #[serde(default)]
+    waiting_room: bool,
 }
 
 /// What a seed run did.
@@ -141,9 +145,9 @@ pub async fn load(
     for s in &demo.sales {
         let n = sqlx::query(
             "insert into sale (product_id, starts_at, ends_at, stock, remaining, price_cents, per_user_limit,
-                               hold_secs, created_by)
+                               hold_secs, waiting_room, created_by)
              select p.id, now() + make_interval(secs => $2), now() + make_interval(secs => $2 + $3),
-                    $4, $4, $5, $6, $7, (select id from app_user where username = 'admin')
+                    $4, $4, $5, $6, $7, $8, (select id from app_user where username = 'admin')
                from product p where p.name = $1",
         )
         .bind(&s.product)
@@ -153,6 +157,7 @@ pub async fn load(
         .bind(s.price_cents)
         .bind(s.per_user_limit)
         .bind(s.hold_secs)
+        .bind(s.waiting_room)
         .execute(&mut *tx)
         .await
         .with_context(|| format!("demo sale of {}", s.product))?
