@@ -275,15 +275,21 @@ async fn insert_orders(
          p as (update product set sell_count = sell_count + (select coalesce(sum(quantity), 0) from ins)
                 where id = $2),
          m as (insert into outbox (kind, user_id, order_id)
-               select 'order_confirmation', user_id, id from ins where status = 'confirmed'),
-         -- One ticket buys once.
-         t as (update queue_ticket q set used_at = now(), order_id = ins.id
-                 from ins where $7 and q.sale_id = $1 and q.user_id = ins.user_id)
+               select 'order_confirmation', user_id, id from ins where status = 'confirmed')
+         {tickets}
          select {COLUMNS},
                 -- Announce the new stock to every instance (sent on commit).
                 (select {announce} from s) is null as announced
            from ins",
-        announce = remaining_announcement("$1", "s.remaining")
+        announce = remaining_announcement("$1", "s.remaining"),
+        // One ticket buys once; a sale without a waiting room has no tickets,
+        // and its statement does not look for them.
+        tickets = if sale.waiting_room {
+            ", t as (update queue_ticket q set used_at = now(), order_id = ins.id
+                      from ins where q.sale_id = $1 and q.user_id = ins.user_id)"
+        } else {
+            ""
+        }
     ))
     .bind(sale_id)
     .bind(sale.product_id)
@@ -291,7 +297,6 @@ async fn insert_orders(
     .bind(win_users)
     .bind(win_qty)
     .bind(sale.hold_secs)
-    .bind(sale.waiting_room)
     .fetch_all(tx)
     .await
 }
