@@ -95,8 +95,8 @@ fn purchase(c: &mut Criterion) {
     let (pool, sale_id) = rt.block_on(async {
         flashsale::run::create_database(&pg, "bench").await.expect("create db");
         let settings = flashsale::config::AppSettings::default();
-        let pool = flashsale::db::connect(pg.connect_options("bench"), &settings).await.expect("pool");
-        flashsale::db::migrate(&pool).await.expect("migrate");
+        let pool = flashsale::db::connect(pg.connect_options("bench"), &settings, false).await.expect("pool");
+        flashsale::db::migrate(pool.pool()).await.expect("migrate");
         let admin: i64 = sqlx::query_scalar(
             "insert into app_user (username, email, password_hash, role) values ('b', 'b@x.test', '!', 'admin') returning id",
         )

@@ -3,7 +3,8 @@
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
-use sqlx::PgPool;
+
+use crate::db::Db;
 
 /// The process's metrics.
 pub struct Metrics {
@@ -67,7 +68,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self, pool: &PgPool) -> String {
+    pub fn render(&self, pool: &Db) -> String {
         let idle = pool.num_idle() as i64;
         self.pool_connections.with_label_values(&["idle"]).set(idle);
         self.pool_connections

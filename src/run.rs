@@ -13,9 +13,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use rand::RngCore;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::PgPool;
 
 use crate::config::{Config, DatabaseSource, ExposeSecret};
+use crate::db::Databases;
 use crate::embedded_pg::{EmbeddedOptions, EmbeddedPg};
 use crate::startup::{Application, Listen, Secrets};
 
@@ -54,7 +54,7 @@ const EMBEDDED_DB: &str = "flashsale";
 
 /// A database ready for use, and the cluster behind it when embedded.
 struct Database {
-    pool: PgPool,
+    dbs: Databases,
     embedded: Option<Arc<EmbeddedPg>>,
     jwt_secret: Vec<u8>,
     webhook_secret: Vec<u8>,
@@ -64,7 +64,7 @@ struct Database {
 pub async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let db = open_database(&config).await?;
     let result = run_with(command, &config, &db).await;
-    db.pool.close().await;
+    db.dbs.primary.close().await;
     if let Some(pg) = db.embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await.ok();
         tracing::info!("embedded PostgreSQL stopped");
@@ -85,7 +85,7 @@ async fn run_with(command: Command, config: &Config, db: &Database) -> anyhow::R
                 Some(pg) => load_or_create_secret(&pg.data_dir().join(ADMIN_PASSWORD_FILE), 12)?,
                 None => random_hex(12),
             };
-            let report = crate::seed::load(&db.pool, config.app.bcrypt_cost, &admin).await?;
+            let report = crate::seed::load(&db.dbs.primary, config.app.bcrypt_cost, &admin).await?;
             if report.loaded {
                 println!("demo data loaded");
                 print_accounts(&report, Some(&admin));
@@ -98,12 +98,12 @@ async fn run_with(command: Command, config: &Config, db: &Database) -> anyhow::R
         Command::Serve => {
             if db.embedded.is_some() {
                 let users: i64 = sqlx::query_scalar("select count(*) from app_user")
-                    .fetch_one(&db.pool)
+                    .fetch_one(&db.dbs.primary)
                     .await?;
                 if users == 0 {
                     let admin = db.admin_password()?.unwrap_or_default();
                     let report =
-                        crate::seed::load(&db.pool, config.app.bcrypt_cost, &admin).await?;
+                        crate::seed::load(&db.dbs.primary, config.app.bcrypt_cost, &admin).await?;
                     tracing::info!(loaded = report.loaded, "demo data");
                 }
             }
@@ -113,7 +113,7 @@ async fn run_with(command: Command, config: &Config, db: &Database) -> anyhow::R
                     jwt: &db.jwt_secret,
                     payment_webhook: &db.webhook_secret,
                 },
-                db.pool.clone(),
+                db.dbs.clone(),
                 Listen {
                     host: config.host.clone(),
                     port: config.port,
@@ -179,15 +179,18 @@ impl Database {
 
 async fn open_database(config: &Config) -> anyhow::Result<Database> {
     match &config.database {
-        DatabaseSource::Url(url) => {
-            let options = PgConnectOptions::from_str(url.expose_secret())
+        DatabaseSource::Url(urls) => {
+            let options = PgConnectOptions::from_str(urls.primary.expose_secret())
                 .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-            let pool = crate::db::connect(options, &config.app)
+            let listen = match &urls.listen {
+                Some(url) => PgConnectOptions::from_str(url.expose_secret())
+                    .context("DATABASE_LISTEN_URL is not a valid PostgreSQL URL")?,
+                None => options.clone(),
+            };
+            migrate_on(&listen).await?;
+            let primary = crate::db::connect(options, &config.app, urls.pooled)
                 .await
                 .context("cannot connect to DATABASE_URL")?;
-            crate::db::migrate(&pool)
-                .await
-                .context("migrating the database")?;
             let secret = config
                 .jwt_secret
                 .as_ref()
@@ -197,7 +200,7 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                 .as_ref()
                 .context("PAYMENT_WEBHOOK_SECRET is required with DATABASE_URL")?;
             Ok(Database {
-                pool,
+                dbs: Databases { primary, listen },
                 embedded: None,
                 jwt_secret: secret.expose_secret().as_bytes().to_vec(),
                 webhook_secret: webhook.expose_secret().as_bytes().to_vec(),
@@ -216,12 +219,11 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                 .context("the PostgreSQL launcher failed")??;
             let pg = Arc::new(pg);
             create_database(&pg, EMBEDDED_DB).await?;
-            let pool = crate::db::connect(pg.connect_options(EMBEDDED_DB), &config.app)
+            let listen = pg.connect_options(EMBEDDED_DB);
+            migrate_on(&listen).await?;
+            let primary = crate::db::connect(listen.clone(), &config.app, false)
                 .await
                 .context("cannot connect to the embedded PostgreSQL")?;
-            crate::db::migrate(&pool)
-                .await
-                .context("migrating the database")?;
             let secret = match &config.jwt_secret {
                 Some(s) => s.expose_secret().as_bytes().to_vec(),
                 None => load_or_create_secret(&pg.data_dir().join("jwt-secret"), 32)?.into_bytes(),
@@ -232,13 +234,28 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                     .into_bytes(),
             };
             Ok(Database {
-                pool,
+                dbs: Databases { primary, listen },
                 embedded: Some(pg),
                 jwt_secret: secret,
                 webhook_secret,
             })
         }
     }
+}
+
+/// Applies the migrations over one connection straight to the primary (their
+/// lock is session state, which a pooler would not keep).
+async fn migrate_on(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await
+        .context("cannot connect to the database to migrate it")?;
+    let migrated = crate::db::migrate(&pool)
+        .await
+        .context("migrating the database");
+    pool.close().await;
+    migrated
 }
 
 /// Creates `name` in the cluster unless it exists.

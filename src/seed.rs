@@ -3,9 +3,9 @@
 
 use anyhow::Context;
 use serde::Deserialize;
-use sqlx::PgPool;
 
 use crate::auth::password;
+use crate::db::Db;
 
 /// The demo data, embedded at build time.
 pub const DEMO_JSON: &str = include_str!("../seed/demo.json");
@@ -89,11 +89,7 @@ fn others(demo: &Demo) -> Vec<String> {
 /// Loads the demo data in one transaction, unless the `admin` account already
 /// exists; `admin` gets `admin_password`, the others the demo password.
 /// Passwords are hashed at `bcrypt_cost`.
-pub async fn load(
-    pool: &PgPool,
-    bcrypt_cost: u32,
-    admin_password: &str,
-) -> anyhow::Result<SeedReport> {
+pub async fn load(pool: &Db, bcrypt_cost: u32, admin_password: &str) -> anyhow::Result<SeedReport> {
     let demo: Demo = serde_json::from_str(DEMO_JSON).context("seed/demo.json is malformed")?;
     let usernames = others(&demo);
     let exists: bool = sqlx::query_scalar(

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 use actix_web::dev::{Server, Service};
 use actix_web::http::header;
 use actix_web::{web, App, HttpResponse, HttpServer};
-use sqlx::PgPool;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::AuthContext;
 use crate::config::AppSettings;
+use crate::db::Databases;
 use crate::email::outbox::Mailer;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
@@ -68,7 +68,7 @@ impl Application {
     pub async fn build(
         settings: AppSettings,
         secrets: Secrets<'_>,
-        pool: PgPool,
+        dbs: impl Into<Databases>,
         listen: Listen,
     ) -> anyhow::Result<Application> {
         let listener = TcpListener::bind((listen.host.as_str(), listen.port)).map_err(|e| {
@@ -80,6 +80,10 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| own_url(&listen.host, port));
+        let Databases {
+            primary: pool,
+            listen: listen_options,
+        } = dbs.into();
         let auth = web::Data::new(AuthContext::new(pool.clone(), &settings, secrets.jwt));
         let webhook_url = format!(
             "{}/api/v1/payments/webhook",
@@ -87,6 +91,7 @@ impl Application {
         );
         let state = web::Data::new(AppState::new(
             pool,
+            listen_options,
             settings,
             public_url,
             secrets.payment_webhook,
@@ -353,8 +358,12 @@ async fn upkeep(state: Arc<AppState>, auth: Arc<AuthContext>) {
 /// database, since announcements sent meanwhile are gone.
 async fn listen(state: Arc<AppState>, auth: Arc<AuthContext>) {
     use sqlx::postgres::PgListener;
+    // Straight to the primary: a pooler would not keep the subscription.
+    let direct = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_lazy_with(state.listen_options.clone());
     loop {
-        let mut listener = match PgListener::connect_with(&state.pool).await {
+        let mut listener = match PgListener::connect_with(&direct).await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for changes; retrying");

@@ -6,9 +6,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use governor::DefaultKeyedRateLimiter;
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
 
 use crate::config::{AppSettings, PaymentProvider};
+use crate::db::Db;
 use crate::error::ApiError;
 use crate::limits::{keyed_limiter, rate_limited};
 use crate::live::Board;
@@ -20,7 +21,9 @@ use crate::queue::Queue;
 
 /// Everything a handler may need apart from auth, shared by all workers.
 pub struct AppState {
-    pub pool: PgPool,
+    pub pool: Db,
+    /// Straight to the primary, for the `LISTEN` connection.
+    pub listen_options: PgConnectOptions,
     pub settings: AppSettings,
     pub engine: PurchaseEngine,
     /// Live sale state: status, SSE, fail-fast refusals.
@@ -50,7 +53,8 @@ impl AppState {
     /// The state of a server on `pool`; links in emails start with
     /// `public_url`.
     pub fn new(
-        pool: PgPool,
+        pool: Db,
+        listen_options: PgConnectOptions,
         settings: AppSettings,
         public_url: String,
         webhook_secret: &[u8],
@@ -81,6 +85,7 @@ impl AppState {
             closing: tokio::sync::watch::channel(false).0,
             settings,
             pool,
+            listen_options,
         }
     }
 

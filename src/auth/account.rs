@@ -4,16 +4,16 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::cache::{announce, Announcement};
 use super::service::{hash_token, random_token};
+use crate::db::Db;
 use crate::domain::Password;
 use crate::error::ApiError;
 
 /// Marks the address of the token's account as verified.
-pub async fn verify_email(pool: &PgPool, token: &str) -> Result<(), ApiError> {
+pub async fn verify_email(pool: &Db, token: &str) -> Result<(), ApiError> {
     let user: Option<i64> = sqlx::query_scalar(
         "with used as (
              update email_token set used_at = now()
@@ -34,11 +34,7 @@ pub async fn verify_email(pool: &PgPool, token: &str) -> Result<(), ApiError> {
 
 /// Sends a new verification email, unless the address is verified already
 /// (`false`).
-pub async fn resend_verification(
-    pool: &PgPool,
-    user_id: i64,
-    ttl: Duration,
-) -> Result<bool, ApiError> {
+pub async fn resend_verification(pool: &Db, user_id: i64, ttl: Duration) -> Result<bool, ApiError> {
     let token = random_token();
     let queued: Option<i64> = sqlx::query_scalar(
         "with u as (select id from app_user where id = $1 and email_verified_at is null),
@@ -62,7 +58,7 @@ pub async fn resend_verification(
 /// Queues a reset email if `email` belongs to an active account; earlier
 /// reset links of that account stop working. Says nothing about whether it
 /// did: the caller answers the same either way.
-pub async fn request_reset(pool: &PgPool, email: &str, ttl: Duration) -> Result<(), ApiError> {
+pub async fn request_reset(pool: &Db, email: &str, ttl: Duration) -> Result<(), ApiError> {
     let token = random_token();
     sqlx::query(
         "with u as (select id from app_user
@@ -92,7 +88,7 @@ pub async fn request_reset(pool: &PgPool, email: &str, ttl: Duration) -> Result<
 /// every instance forgets what it cached of the account. Returns the
 /// account's id.
 pub async fn reset_password(
-    pool: &PgPool,
+    pool: &Db,
     token: &str,
     password: Password,
     bcrypt_cost: u32,
@@ -132,7 +128,7 @@ pub async fn reset_password(
 }
 
 /// Turns announcements off for the account of an unsubscribe token.
-pub async fn unsubscribe(pool: &PgPool, token: Uuid) -> Result<(), ApiError> {
+pub async fn unsubscribe(pool: &Db, token: Uuid) -> Result<(), ApiError> {
     let done =
         sqlx::query("update app_user set announcements = false where unsubscribe_token = $1")
             .bind(token)

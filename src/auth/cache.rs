@@ -13,10 +13,11 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::Role;
+use crate::db::Db;
 
 /// The channel on which auth changes are announced. [`announce`] is the one
 /// place that writes to it, and [`AuthCache::apply`] the one that reads it.
@@ -135,7 +136,7 @@ impl AuthCache {
 
     /// Drops every cached user and reloads the revocations from the database
     /// (at start, and whenever announcements may have been missed).
-    pub async fn resync(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
+    pub async fn resync(&self, pool: &Db) -> Result<(), sqlx::Error> {
         let rows: Vec<(Uuid, f64)> = sqlx::query_as(
             "select jti, extract(epoch from expires_at)::float8 from revoked_token where expires_at > now()",
         )

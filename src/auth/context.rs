@@ -6,17 +6,17 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use governor::DefaultKeyedRateLimiter;
-use sqlx::PgPool;
 
 use super::cache::AuthCache;
 use super::JwtKeys;
 use crate::config::AppSettings;
+use crate::db::Db;
 use crate::error::ApiError;
 use crate::limits::{keyed_limiter, rate_limited};
 
 /// The pool, keys, cache, costs and lifetimes of the auth service.
 pub struct AuthContext {
-    pub pool: PgPool,
+    pub pool: Db,
     pub jwt: JwtKeys,
     /// Users and revoked tokens, kept in step across instances.
     pub cache: AuthCache,
@@ -37,7 +37,7 @@ pub struct AuthContext {
 
 impl AuthContext {
     /// The context of a server with these settings and this signing secret.
-    pub fn new(pool: PgPool, settings: &AppSettings, jwt_secret: &[u8]) -> Self {
+    pub fn new(pool: Db, settings: &AppSettings, jwt_secret: &[u8]) -> Self {
         AuthContext {
             pool,
             jwt: JwtKeys::new(jwt_secret, settings.access_token_ttl),

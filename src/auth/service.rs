@@ -3,11 +3,12 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::cache::{announce, Announcement};
 use super::{family, password, AuthContext, AuthUser, Role};
+use crate::db::Db;
 use crate::domain::{Email, Password, Username};
 use crate::error::ApiError;
 
@@ -177,7 +178,7 @@ pub async fn logout(ctx: &AuthContext, user: &AuthUser) -> Result<(), ApiError> 
 }
 
 /// The signed-in user's own record.
-pub async fn me(pool: &PgPool, user_id: i64) -> Result<User, ApiError> {
+pub async fn me(pool: &Db, user_id: i64) -> Result<User, ApiError> {
     sqlx::query_as(&format!(
         "select {USER_COLUMNS} from app_user where id = $1"
     ))
@@ -191,7 +192,7 @@ pub async fn me(pool: &PgPool, user_id: i64) -> Result<User, ApiError> {
 /// refresh token is kept until it would have expired, so that presenting it
 /// again is recognised as reuse; the tokens of an ended session go a day
 /// after it ended, and a family with no tokens left goes with them.
-pub async fn sweep_expired(pool: &PgPool) -> Result<u64, sqlx::Error> {
+pub async fn sweep_expired(pool: &Db) -> Result<u64, sqlx::Error> {
     let a = sqlx::query("delete from revoked_token where expires_at < now() - interval '1 minute'")
         .execute(pool)
         .await?

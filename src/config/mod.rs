@@ -28,10 +28,23 @@ pub use secrecy::{ExposeSecret, SecretBox, SecretString};
 /// Where the database comes from.
 #[derive(Clone, Debug)]
 pub enum DatabaseSource {
-    /// A server the operator runs (the URL may carry its password).
-    Url(SecretString),
+    /// A server the operator runs (the URLs may carry its password).
+    Url(DatabaseUrls),
     /// The private cluster started by the process itself, in this directory.
     Embedded { data_dir: PathBuf },
+}
+
+/// The operator's PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct DatabaseUrls {
+    /// The primary (`DATABASE_URL`), perhaps through a pooler: every read
+    /// and write.
+    pub primary: SecretString,
+    /// Straight to the primary (`DATABASE_LISTEN_URL`): `LISTEN` and the
+    /// migrations, which keep session state. `None`: `primary`.
+    pub listen: Option<SecretString>,
+    /// `primary` is a transaction-mode pooler (`DATABASE_POOLER=transaction`).
+    pub pooled: bool,
 }
 
 /// Everything the process reads from its environment.

@@ -9,8 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::vars::{self, Allowed, Unset, Var};
 use super::{
-    AppSettings, Config, DatabaseSource, EmailSettings, JobTimes, MailTransport, PaymentProvider,
-    PurchaseMode, PurchaseSettings, Rate, MIN_JWT_SECRET_BYTES, MIN_WEBHOOK_SECRET_BYTES,
+    AppSettings, Config, DatabaseSource, DatabaseUrls, EmailSettings, JobTimes, MailTransport,
+    PaymentProvider, PurchaseMode, PurchaseSettings, Rate, MIN_JWT_SECRET_BYTES,
+    MIN_WEBHOOK_SECRET_BYTES,
 };
 
 /// Values read through `get`, and every problem met on the way.
@@ -169,8 +170,22 @@ impl<G: Fn(&str) -> Option<String>> Env<G> {
 
     /// The whole configuration, or every problem in one message.
     pub(super) fn config(mut self) -> Result<Config, String> {
+        let listen = self.text("DATABASE_LISTEN_URL").map(SecretString::from);
+        let pooled = self.choice("DATABASE_POOLER") == "transaction";
         let database = match self.text("DATABASE_URL") {
-            Some(url) => DatabaseSource::Url(url.into()),
+            Some(url) => DatabaseSource::Url(DatabaseUrls {
+                primary: url.into(),
+                listen,
+                pooled,
+            }),
+            None if listen.is_some() || pooled => {
+                self.errors.push(
+                    "DATABASE_LISTEN_URL and DATABASE_POOLER describe the operator's PostgreSQL: set DATABASE_URL too".into(),
+                );
+                DatabaseSource::Embedded {
+                    data_dir: PathBuf::new(),
+                }
+            }
             None => DatabaseSource::Embedded {
                 data_dir: absolute(PathBuf::from(
                     self.text("FLASHSALE_DATA_DIR").unwrap_or_default(),

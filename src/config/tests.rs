@@ -24,6 +24,36 @@ fn embedded_mode_needs_no_configuration() {
 }
 
 #[test]
+fn a_pooler_and_a_listen_url_belong_to_the_operators_database() {
+    let err = cfg(&[("DATABASE_POOLER", "transaction")]).unwrap_err();
+    assert!(err.contains("set DATABASE_URL too"), "{err}");
+    let err = cfg(&[
+        ("DATABASE_URL", "postgres://x@pooler/db"),
+        ("DATABASE_POOLER", "session"),
+    ])
+    .unwrap_err();
+    assert!(err.contains("DATABASE_POOLER"), "{err}");
+    let c = cfg(&[
+        ("DATABASE_URL", "postgres://x@pooler:6432/db"),
+        ("DATABASE_POOLER", "transaction"),
+        ("DATABASE_LISTEN_URL", "postgres://x@primary:5432/db"),
+        ("JWT_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("PAYMENT_WEBHOOK_SECRET", WEBHOOK),
+    ])
+    .expect("valid");
+    let DatabaseSource::Url(urls) = c.database else {
+        panic!("not the operator's database")
+    };
+    assert!(urls.pooled);
+    assert_eq!(
+        urls.listen
+            .map(|u| u.expose_secret().to_string())
+            .as_deref(),
+        Some("postgres://x@primary:5432/db")
+    );
+}
+
+#[test]
 fn a_real_database_requires_a_strong_jwt_secret() {
     let err = cfg(&[("DATABASE_URL", "postgres://x@localhost/db")]).unwrap_err();
     assert!(err.contains("JWT_SECRET is required"), "{err}");

@@ -64,6 +64,20 @@ pub const VARS: &[Var] = &[
         doc: "PostgreSQL to use; unset starts the embedded private cluster",
     },
     Var {
+        name: "DATABASE_POOLER",
+        unset: Value("none"),
+        allowed: OneOf(&["none", "transaction"]),
+        secret: false,
+        doc: "`transaction`: `DATABASE_URL` is a pooler in transaction mode (PgBouncer): no statement cache, each statement in a transaction",
+    },
+    Var {
+        name: "DATABASE_LISTEN_URL",
+        unset: Means("`DATABASE_URL`"),
+        allowed: Prefix(&["postgres://", "postgresql://"]),
+        secret: true,
+        doc: "straight to the primary, not through a pooler: `LISTEN` and the migrations",
+    },
+    Var {
         name: "FLASHSALE_DATA_DIR",
         unset: Value("./flashsale-data"),
         allowed: Text("a directory"),

@@ -4,9 +4,9 @@
 //! each line is in stock in its quantity now.
 
 use serde::Serialize;
-use sqlx::PgPool;
 
 use super::products::Product;
+use crate::db::Db;
 use crate::error::ApiError;
 
 /// Most distinct products one cart holds.
@@ -44,7 +44,7 @@ pub struct Cart {
 }
 
 /// `user_id`'s cart.
-pub async fn get(pool: &PgPool, user_id: i64) -> Result<Cart, ApiError> {
+pub async fn get(pool: &Db, user_id: i64) -> Result<Cart, ApiError> {
     #[derive(sqlx::FromRow)]
     struct Row {
         #[sqlx(flatten)]
@@ -94,12 +94,7 @@ pub async fn get(pool: &PgPool, user_id: i64) -> Result<Cart, ApiError> {
 /// Puts `quantity` copies of a product in the cart (replacing what was
 /// there). `not_found` for an unknown product; `validation_failed` past
 /// [`MAX_LINES`] products.
-pub async fn put(
-    pool: &PgPool,
-    user_id: i64,
-    product_id: i64,
-    quantity: i32,
-) -> Result<(), ApiError> {
+pub async fn put(pool: &Db, user_id: i64, product_id: i64, quantity: i32) -> Result<(), ApiError> {
     // One statement: the product must exist, and a new line must fit.
     let done = sqlx::query(
         "insert into cart_item (user_id, product_id, quantity)
@@ -132,7 +127,7 @@ pub async fn put(
 }
 
 /// Takes a product out of the cart (nothing happens if it is not there).
-pub async fn remove(pool: &PgPool, user_id: i64, product_id: i64) -> Result<(), ApiError> {
+pub async fn remove(pool: &Db, user_id: i64, product_id: i64) -> Result<(), ApiError> {
     sqlx::query("delete from cart_item where user_id = $1 and product_id = $2")
         .bind(user_id)
         .bind(product_id)

@@ -10,11 +10,12 @@
 //! checkouts that share products wait for each other, never in a cycle. The
 //! lock order is: products (by id), then the order, then its payment.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::orders::{Order, Release, ReleasedOrder, COLUMNS};
 use super::payments::Settling;
+use crate::db::Db;
 use crate::error::{ApiError, ShortLine};
 
 /// A product row as a checkout sees it, locked.
@@ -52,7 +53,7 @@ async fn products_of(conn: &mut PgConnection, order_ids: &[i64]) -> Result<Vec<i
 /// none (`out_of_stock` naming each short line; `cart_empty`; a cart of two
 /// currencies is `validation_failed`). The order waits for payment until
 /// `hold_secs` from now by the database clock, and the cart is emptied.
-pub async fn checkout(pool: &PgPool, user_id: i64, hold_secs: u32) -> Result<Order, ApiError> {
+pub async fn checkout(pool: &Db, user_id: i64, hold_secs: u32) -> Result<Order, ApiError> {
     let mut tx = pool.begin().await?;
     // The cart's rows are locked first: a second checkout of the same cart
     // waits, then finds it empty.
@@ -162,7 +163,7 @@ pub async fn checkout(pool: &PgPool, user_id: i64, hold_secs: u32) -> Result<Ord
 /// units back in stock, with the buyer's email, in one transaction. A
 /// refunded order's payment turns `refunding` in the same statement.
 pub async fn release(
-    pool: &PgPool,
+    pool: &Db,
     ids: &[i64],
     why: Release,
 ) -> Result<Vec<ReleasedOrder>, sqlx::Error> {

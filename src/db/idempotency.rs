@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 
+use crate::db::Db;
 use crate::error::ApiError;
 
 /// How long an answer is kept.
@@ -70,7 +70,7 @@ pub fn fingerprint(method: &str, path: &str, body: &Value) -> Vec<u8> {
 /// `request_in_progress` after that; `idempotency_key_reused` when the key
 /// answered a different request.
 pub async fn claim(
-    pool: &PgPool,
+    pool: &Db,
     user_id: i64,
     key: &Key,
     fingerprint: &[u8],
@@ -125,7 +125,7 @@ pub async fn claim(
 
 /// Stores the answer of a claimed key.
 pub async fn complete(
-    pool: &PgPool,
+    pool: &Db,
     user_id: i64,
     key: &Key,
     answer: &Answer,
@@ -142,7 +142,7 @@ pub async fn complete(
 
 /// Gives up a claimed key whose request ended with a retryable answer
 /// (`busy`, `rate_limited`): a retry with the key is served afresh.
-pub async fn abandon(pool: &PgPool, user_id: i64, key: &Key) -> Result<(), sqlx::Error> {
+pub async fn abandon(pool: &Db, user_id: i64, key: &Key) -> Result<(), sqlx::Error> {
     sqlx::query("delete from idempotency_key where user_id = $1 and key = $2 and status is null")
         .bind(user_id)
         .bind(&key.0)
@@ -152,7 +152,7 @@ pub async fn abandon(pool: &PgPool, user_id: i64, key: &Key) -> Result<(), sqlx:
 }
 
 /// Deletes answers older than [`KEEP`].
-pub async fn sweep(pool: &PgPool) -> Result<u64, sqlx::Error> {
+pub async fn sweep(pool: &Db) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(&format!(
         "delete from idempotency_key where created_at < now() - interval '{KEEP}'"
     ))

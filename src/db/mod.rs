@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod idempotency;
 pub mod orders;
 pub mod payments;
+mod pool;
 pub mod products;
 pub mod queue;
 pub mod sales;
@@ -20,36 +21,64 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgExecutor, PgPool};
 
+pub use pool::Db;
+
 use crate::config::AppSettings;
 
 /// Opens a pool with explicit limits: a full pool makes callers wait at most
-/// `db_acquire_timeout`, then they get `busy`.
+/// `db_acquire_timeout`, then they get `busy`. Behind a transaction-mode
+/// pooler when `pooled` (see [`Db`]).
 pub async fn connect(
     options: PgConnectOptions,
     settings: &AppSettings,
-) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
+    pooled: bool,
+) -> Result<Db, sqlx::Error> {
+    let options = Db::connect_options_for(options, pooled);
+    let pool = PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
         .min_connections(1.min(settings.db_max_connections))
         .acquire_timeout(settings.db_acquire_timeout)
         .idle_timeout(Some(Duration::from_secs(300)))
         .test_before_acquire(false)
         .connect_with(options.application_name("flashsale"))
-        .await
+        .await?;
+    Ok(Db::new(pool, pooled))
 }
 
-/// Applies the migrations in `migrations/` (embedded at build time).
+/// Where the engine reaches PostgreSQL.
+#[derive(Clone, Debug)]
+pub struct Databases {
+    /// The primary, perhaps through a pooler: every read and write.
+    pub primary: Db,
+    /// Straight to the primary: the `LISTEN` connection, whose subscriptions
+    /// are session state.
+    pub listen: PgConnectOptions,
+}
+
+impl From<PgPool> for Databases {
+    /// One pool straight to the primary, for everything.
+    fn from(pool: PgPool) -> Databases {
+        Databases {
+            listen: (*pool.connect_options()).clone(),
+            primary: Db::direct(pool),
+        }
+    }
+}
+
+/// Applies the migrations in `migrations/` (embedded at build time). Their
+/// lock is a session advisory lock: `pool` goes straight to PostgreSQL, never
+/// through a transaction-mode pooler.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     sqlx::migrate!("./migrations").run(pool).await
 }
 
 /// Whether the database answers (readiness).
-pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+pub async fn ping(pool: &Db) -> Result<(), sqlx::Error> {
     sqlx::query("select 1").execute(pool).await.map(|_| ())
 }
 
 /// The database clock, which every rule about time goes by.
-pub async fn now(pool: &PgPool) -> Result<DateTime<Utc>, sqlx::Error> {
+pub async fn now(pool: &Db) -> Result<DateTime<Utc>, sqlx::Error> {
     sqlx::query_scalar("select now()").fetch_one(pool).await
 }
 
@@ -73,7 +102,7 @@ pub async fn notify(
 /// database clock): `true` when `holder` has it, `false` when another holder's
 /// lease still runs. One statement, so it needs no session state.
 pub async fn take_lease(
-    pool: &PgPool,
+    pool: &Db,
     name: &str,
     holder: uuid::Uuid,
     ttl: Duration,

@@ -9,8 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
+use crate::db::Db;
 use crate::error::ApiError;
 
 /// An order as the API shows it: a sale's (one line, with its sale, product
@@ -113,7 +114,7 @@ pub const EARNING: &str = "('paid', 'confirmed')";
 
 /// A user's orders, newest first.
 pub async fn list_for_user(
-    pool: &PgPool,
+    pool: &Db,
     user_id: i64,
     limit: i64,
     offset: i64,
@@ -131,7 +132,7 @@ pub async fn list_for_user(
 
 /// One order, if `user_id` owns it or `any_owner` (admins) is set. Someone
 /// else's order is `not_found`, so ids do not leak.
-pub async fn get(pool: &PgPool, id: i64, user_id: i64, any_owner: bool) -> Result<Order, ApiError> {
+pub async fn get(pool: &Db, id: i64, user_id: i64, any_owner: bool) -> Result<Order, ApiError> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from purchase_order where id = $1 and ($3 or user_id = $2)"
     ))
@@ -145,7 +146,7 @@ pub async fn get(pool: &PgPool, id: i64, user_id: i64, any_owner: bool) -> Resul
 
 /// The id and number of a shopper's live order in a sale, if any.
 pub async fn live_order_of(
-    pool: &PgPool,
+    pool: &Db,
     sale_id: i64,
     user_id: i64,
 ) -> Result<Option<(i64, String)>, sqlx::Error> {
@@ -172,7 +173,7 @@ pub struct RevenueLine {
 }
 
 /// The first instant of the current UTC month by the database clock.
-pub async fn current_month_start(pool: &PgPool) -> Result<DateTime<Utc>, ApiError> {
+pub async fn current_month_start(pool: &Db) -> Result<DateTime<Utc>, ApiError> {
     Ok(sqlx::query_scalar(
         "select date_trunc('month', now() at time zone 'utc') at time zone 'utc'",
     )
@@ -184,7 +185,7 @@ pub async fn current_month_start(pool: &PgPool) -> Result<DateTime<Utc>, ApiErro
 /// `month_start`, sale orders and catalog lines alike; only `seller_id`'s
 /// products unless it is `None` (admins).
 pub async fn revenue(
-    pool: &PgPool,
+    pool: &Db,
     seller_id: Option<i64>,
     month_start: DateTime<Utc>,
 ) -> Result<Vec<RevenueLine>, ApiError> {
@@ -350,7 +351,7 @@ pub struct SaleOrder {
 /// A sale's orders, newest first, only those in `status` when given;
 /// `not_found` when there is no such sale.
 pub async fn list_for_sale(
-    pool: &PgPool,
+    pool: &Db,
     sale_id: i64,
     status: Option<&str>,
     limit: i64,

@@ -12,8 +12,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
+
+use crate::db::Db;
 
 /// A payment as the API shows it.
 #[derive(Clone, Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -121,7 +123,7 @@ pub async fn insert(
 
 /// One payment, if `user_id` owns its order or `any_owner` is set.
 pub async fn get(
-    pool: &PgPool,
+    pool: &Db,
     id: Uuid,
     user_id: i64,
     any_owner: bool,
@@ -139,7 +141,7 @@ pub async fn get(
 }
 
 /// The payments of an order, newest first.
-pub async fn of_order(pool: &PgPool, order_id: i64) -> Result<Vec<Payment>, sqlx::Error> {
+pub async fn of_order(pool: &Db, order_id: i64) -> Result<Vec<Payment>, sqlx::Error> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from payment where order_id = $1 order by created_at desc"
     ))
@@ -359,7 +361,7 @@ pub async fn holds_another(conn: &mut PgConnection, s: &Settling) -> Result<bool
 /// released (the process stopped between the two), per sale. A hold lasts at
 /// most an hour, so an older failure's hold has run out and is swept anyway.
 /// Catalog orders come under the sale `None`.
-pub async fn failed_unreleased(pool: &PgPool) -> Result<Vec<(Option<i64>, Vec<i64>)>, sqlx::Error> {
+pub async fn failed_unreleased(pool: &Db) -> Result<Vec<(Option<i64>, Vec<i64>)>, sqlx::Error> {
     sqlx::query_as(
         "select o.sale_id, array_agg(o.id order by o.id)
            from payment p join purchase_order o on o.id = p.order_id
@@ -382,7 +384,7 @@ pub struct Refunding {
 
 /// Claims up to `limit` refunds that no worker holds, for `lease_secs`.
 pub async fn claim_refunds(
-    pool: &PgPool,
+    pool: &Db,
     limit: i64,
     lease_secs: f64,
 ) -> Result<Vec<Refunding>, sqlx::Error> {
@@ -405,7 +407,7 @@ pub async fn claim_refunds(
 }
 
 /// The provider gave the money back.
-pub async fn refunded(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn refunded(pool: &Db, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update payment set status = 'refunded', refunded_at = now(), refund_error = null
           where id = $1 and status = 'refunding'",
@@ -418,7 +420,7 @@ pub async fn refunded(pool: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
 
 /// The provider refused or could not be reached: tried again once the claim
 /// runs out.
-pub async fn refund_failed(pool: &PgPool, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
+pub async fn refund_failed(pool: &Db, id: Uuid, error: &str) -> Result<(), sqlx::Error> {
     sqlx::query("update payment set refund_error = $2 where id = $1")
         .bind(id)
         .bind(error)

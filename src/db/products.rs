@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 
+use crate::db::Db;
 use crate::error::ApiError;
 
 /// A product as the API shows it.
@@ -60,7 +60,7 @@ const COLUMNS: &str =
 /// in PostgreSQL's web search syntax). Ordered by `sort`; a search without
 /// one is ranked, best match first.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Db,
     sort: Option<Sort>,
     q: Option<&str>,
     seller: Option<i64>,
@@ -87,7 +87,7 @@ pub async fn list(
 }
 
 /// One product, or `not_found`.
-pub async fn get(pool: &PgPool, id: i64) -> Result<Product, ApiError> {
+pub async fn get(pool: &Db, id: i64) -> Result<Product, ApiError> {
     sqlx::query_as(&format!("select {COLUMNS} from product where id = $1"))
         .bind(id)
         .fetch_optional(pool)
@@ -96,7 +96,7 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<Product, ApiError> {
 }
 
 /// Whether a user may sell (is a seller or an admin, and not disabled).
-pub async fn can_sell(pool: &PgPool, user_id: i64) -> Result<bool, ApiError> {
+pub async fn can_sell(pool: &Db, user_id: i64) -> Result<bool, ApiError> {
     Ok(sqlx::query_scalar(
         "select exists (select 1 from app_user
                          where id = $1 and role in ('seller', 'admin') and disabled_at is null)",
@@ -107,7 +107,7 @@ pub async fn can_sell(pool: &PgPool, user_id: i64) -> Result<bool, ApiError> {
 }
 
 /// Lists a new product.
-pub async fn create(pool: &PgPool, p: NewProduct) -> Result<Product, ApiError> {
+pub async fn create(pool: &Db, p: NewProduct) -> Result<Product, ApiError> {
     Ok(sqlx::query_as(&format!(
         "insert into product (seller_id, name, description, price_cents, currency, stock)
          values ($1, $2, $3, $4, $5, $6) returning {COLUMNS}"
@@ -123,7 +123,7 @@ pub async fn create(pool: &PgPool, p: NewProduct) -> Result<Product, ApiError> {
 }
 
 /// Applies a change to a product.
-pub async fn update(pool: &PgPool, id: i64, c: ProductChange) -> Result<Product, ApiError> {
+pub async fn update(pool: &Db, id: i64, c: ProductChange) -> Result<Product, ApiError> {
     sqlx::query_as(&format!(
         "update product set name = coalesce($2, name),
                             description = coalesce($3, description),

@@ -6,9 +6,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::sales::admitted_announcement;
+use crate::db::Db;
 
 /// Where a ticket stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -94,11 +95,7 @@ const TICKET_COLUMNS: &str =
      clock_timestamp() as server_time";
 
 /// The ticket of `user_id` in the sale, if any.
-pub async fn ticket(
-    pool: &PgPool,
-    sale_id: i64,
-    user_id: i64,
-) -> Result<Option<Ticket>, sqlx::Error> {
+pub async fn ticket(pool: &Db, sale_id: i64, user_id: i64) -> Result<Option<Ticket>, sqlx::Error> {
     let row: Option<TicketRow> = sqlx::query_as(&format!(
         "select {TICKET_COLUMNS}, false as created
            from queue_ticket t join sale_queue q using (sale_id) join sale s on s.id = t.sale_id
@@ -118,7 +115,7 @@ pub async fn ticket(
 /// the sale has a waiting room and is open; without `maybe_started` (the
 /// start is surely more than a moment away) the draw is not asked for.
 pub async fn join(
-    pool: &PgPool,
+    pool: &Db,
     sale_id: i64,
     users: &[i64],
     maybe_started: bool,
@@ -222,7 +219,7 @@ async fn draw_if_due(tx: &mut PgConnection, sale_id: i64) -> Result<Option<i32>,
 
 /// Waiting-room sales whose line needs the admitter: open, started (or
 /// starting within `lead_secs`), and not drawn or with places not admitted.
-pub async fn due(pool: &PgPool, lead_secs: f64) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn due(pool: &Db, lead_secs: f64) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "select s.id from sale s join sale_queue q on q.sale_id = s.id
           where s.waiting_room and s.cancelled_at is null
@@ -244,7 +241,7 @@ pub async fn due(pool: &PgPool, lead_secs: f64) -> Result<Vec<i64>, sqlx::Error>
 /// Safe to run from two instances at once: the lock serializes them and the
 /// credit is read from the row. Returns the new `admitted_through` when it
 /// moved.
-pub async fn admit(pool: &PgPool, sale_id: i64) -> Result<Option<i32>, sqlx::Error> {
+pub async fn admit(pool: &Db, sale_id: i64) -> Result<Option<i32>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // The lock first: the draw must see every ticket joined before it.
     sqlx::query("select 1 from sale_queue where sale_id = $1 for update")
@@ -292,7 +289,7 @@ pub async fn admit(pool: &PgPool, sale_id: i64) -> Result<Option<i32>, sqlx::Err
 
 /// Every place given in the sale so far, by user (for the live board's
 /// memory).
-pub async fn positions(pool: &PgPool, sale_id: i64) -> Result<Vec<(i64, i32)>, sqlx::Error> {
+pub async fn positions(pool: &Db, sale_id: i64) -> Result<Vec<(i64, i32)>, sqlx::Error> {
     sqlx::query_as(
         "select user_id, position from queue_ticket where sale_id = $1 and position is not null",
     )

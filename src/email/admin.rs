@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
+
+use crate::db::Db;
 
 /// One outbox row as admins see it.
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -33,7 +34,7 @@ pub struct OutboxView {
 
 /// The outbox as admins see it: counts, and the newest `limit` rows with
 /// `status`.
-pub async fn view(pool: &PgPool, status: &str, limit: i64) -> sqlx::Result<OutboxView> {
+pub async fn view(pool: &Db, status: &str, limit: i64) -> sqlx::Result<OutboxView> {
     let (pending, sent, dead): (i64, i64, i64) = sqlx::query_as(
         "select count(*) filter (where status = 'pending'),
                 count(*) filter (where status = 'sent'),
@@ -67,7 +68,7 @@ pub const KEEP_SENT_DAYS: i32 = 30;
 
 /// Deletes sent emails older than [`KEEP_SENT_DAYS`] and email tokens that
 /// expired a day ago. Pending and dead rows stay.
-pub async fn sweep_sent(pool: &PgPool) -> sqlx::Result<u64> {
+pub async fn sweep_sent(pool: &Db) -> sqlx::Result<u64> {
     let a = sqlx::query(
         "delete from outbox where status = 'sent' and sent_at < now() - make_interval(days => $1)",
     )
@@ -84,7 +85,7 @@ pub async fn sweep_sent(pool: &PgPool) -> sqlx::Result<u64> {
 
 /// Puts a dead row back in line with fresh attempts. `false` if there is no
 /// dead row with this id.
-pub async fn retry_dead(pool: &PgPool, id: i64) -> sqlx::Result<bool> {
+pub async fn retry_dead(pool: &Db, id: i64) -> sqlx::Result<bool> {
     let done = sqlx::query(
         "update outbox set status = 'pending', attempts = 0, next_attempt_at = now()
           where id = $1 and status = 'dead'",

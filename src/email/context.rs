@@ -6,14 +6,14 @@ use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sqlx::PgPool;
 
 use super::outbox::{Claimed, SendError};
 use super::{money, Kind};
+use crate::db::Db;
 
 /// The recipient and the template values of a row, read at send time.
 pub(super) async fn load(
-    pool: &PgPool,
+    pool: &Db,
     base_url: &str,
     kind: Kind,
     row: &Claimed,
@@ -68,7 +68,7 @@ pub(super) async fn load(
     Ok((to, ctx))
 }
 
-async fn order_context(pool: &PgPool, order_id: Option<i64>) -> Result<Value, SendError> {
+async fn order_context(pool: &Db, order_id: Option<i64>) -> Result<Value, SendError> {
     #[derive(sqlx::FromRow)]
     struct OrderRow {
         number: String,

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, TimeDelta, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 
 use crate::config::JobTimes;
+use crate::db::Db;
 
 /// How often the scheduler looks for due runs.
 const TICK: Duration = Duration::from_secs(30);
@@ -154,7 +154,7 @@ impl Job {
 /// Runs `job` for the period of a run at `at`, unless that period already
 /// ran. The run's row and its emails commit together.
 pub async fn run(
-    pool: &PgPool,
+    pool: &Db,
     job: Job,
     at: DateTime<Utc>,
     trigger: &str,
@@ -296,7 +296,7 @@ select 'new_products', u.id, jsonb_build_object('period', $1::text, 'products', 
 
 /// The scheduler: runs every job's latest due period that has not run, now
 /// and on every tick, until aborted.
-pub async fn schedule(pool: PgPool, times: JobTimes) {
+pub async fn schedule(pool: Db, times: JobTimes) {
     loop {
         if let Err(e) = tick(&pool, &times).await {
             tracing::warn!(error = %e, "scheduled jobs could not run; trying again");
@@ -305,7 +305,7 @@ pub async fn schedule(pool: PgPool, times: JobTimes) {
     }
 }
 
-async fn tick(pool: &PgPool, times: &JobTimes) -> sqlx::Result<()> {
+async fn tick(pool: &Db, times: &JobTimes) -> sqlx::Result<()> {
     // The database's clock, like every other time rule, and when the shop's
     // database was set up: a period that ended before then had nothing to
     // report, so a new shop does not start with a catch-up of empty reports.
@@ -343,7 +343,7 @@ pub struct JobRun {
     pub ran_at: DateTime<Utc>,
 }
 
-pub async fn recent_runs(pool: &PgPool, job: Job, limit: i64) -> sqlx::Result<Vec<JobRun>> {
+pub async fn recent_runs(pool: &Db, job: Job, limit: i64) -> sqlx::Result<Vec<JobRun>> {
     sqlx::query_as(
         "select period, trigger, emails, ran_at from job_run
           where job = $1 order by ran_at desc limit $2",

@@ -8,11 +8,11 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
 use super::{context, Kind, Rendered, Templates};
 use crate::config::{EmailSettings, ExposeSecret, MailTransport};
+use crate::db::Db;
 
 /// Rows one sender claims at a time.
 const CLAIM_BATCH: i64 = 8;
@@ -69,7 +69,7 @@ impl From<sqlx::Error> for SendError {
 /// The process's senders: one transport, one rate limit, shared by every
 /// worker.
 pub struct Mailer {
-    pool: PgPool,
+    pool: Db,
     settings: EmailSettings,
     base_url: String,
     from: Mailbox,
@@ -81,7 +81,7 @@ pub struct Mailer {
 impl Mailer {
     /// A mailer for `settings`, or `None` when email is off (rows wait).
     pub fn new(
-        pool: PgPool,
+        pool: Db,
         settings: EmailSettings,
         base_url: String,
     ) -> anyhow::Result<Option<Arc<Mailer>>> {
@@ -216,7 +216,7 @@ impl Mailer {
 /// next attempt past the lease, so no other sender takes it meanwhile. Each
 /// kind of sender searches its own partial index.
 pub async fn claim(
-    pool: &PgPool,
+    pool: &Db,
     settings: &EmailSettings,
     webhooks: bool,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
@@ -245,7 +245,7 @@ pub async fn claim(
 
 /// Records a send's outcome: sent, retried later (with backoff), or dead.
 pub async fn settle(
-    pool: &PgPool,
+    pool: &Db,
     settings: &EmailSettings,
     row: &Claimed,
     result: Result<(), SendError>,

@@ -11,6 +11,7 @@
 //! child is bound to the thread that started it with `PR_SET_PDEATHSIG`, so a
 //! crashed parent never leaves a server behind.
 
+mod bouncer;
 mod cluster;
 mod scratch;
 
@@ -27,6 +28,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use cluster::{check_reachable, chown, init_cluster, unprivileged_user, RunAs};
 
+pub use bouncer::{PgBouncer, POOL_ROLE};
 pub use cluster::find_bin_dir;
 pub use scratch::scratch_dir;
 

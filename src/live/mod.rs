@@ -30,11 +30,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::db::orders::LIVE;
 use crate::db::sales::{Announcement, SaleState, SaleStatus};
+use crate::db::Db;
 use crate::error::ApiError;
 
 /// Requests this close to `starts_at` or `ends_at` (by the estimated database
@@ -183,7 +183,7 @@ impl LiveSale {
 
 /// Every live sale of this process.
 pub struct Board {
-    pool: PgPool,
+    pool: Db,
     sales: RwLock<HashMap<i64, Arc<LiveSale>>>,
     /// Database clock minus local clock, in microseconds.
     offset_us: AtomicI64,
@@ -203,7 +203,7 @@ struct Row {
 }
 
 impl Board {
-    pub fn new(pool: PgPool) -> Arc<Board> {
+    pub fn new(pool: Db) -> Arc<Board> {
         Arc::new(Board {
             pool,
             sales: RwLock::new(HashMap::new()),

@@ -7,9 +7,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sqlx::PgPool;
-
 use super::LiveSale;
+use crate::db::Db;
 
 /// Seconds of admission the board allows for announcements it has not heard
 /// yet: a buyer whose place is within `admit_per_sec` × this of the last
@@ -93,7 +92,7 @@ impl Admission {
 
 /// Loads every place given so far in the background (after the draw's first
 /// admission), so that the board can turn away buyers far back in line.
-pub fn load_places(pool: PgPool, live: Arc<LiveSale>) {
+pub fn load_places(pool: Db, live: Arc<LiveSale>) {
     if live.admission.loading.swap(true, Ordering::AcqRel) {
         return;
     }

@@ -24,10 +24,10 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretSlice};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::db::payments::{self, NewPayment, Payment};
+use crate::db::Db;
 use crate::error::ApiError;
 use crate::purchase::PurchaseEngine;
 
@@ -69,7 +69,7 @@ pub trait Provider: Send + Sync {
 
 /// The payment service of one process.
 pub struct Payments {
-    pool: PgPool,
+    pool: Db,
     provider: Arc<dyn Provider>,
     webhook_secret: SecretSlice<u8>,
     engine: PurchaseEngine,
@@ -85,7 +85,7 @@ pub enum Paying {
 
 impl Payments {
     pub fn new(
-        pool: PgPool,
+        pool: Db,
         provider: Arc<dyn Provider>,
         webhook_secret: &[u8],
         engine: PurchaseEngine,
@@ -115,7 +115,8 @@ impl Payments {
     /// that is open. An order that is not pending is `order_not_payable`; one
     /// whose hold has run out (released or not yet) is `hold_expired`.
     pub async fn pay(&self, user_id: i64, order_id: i64) -> Result<Paying, ApiError> {
-        let mut conn = self.pool.acquire().await?;
+        // One transaction for both looks (one server, behind a pooler too).
+        let mut conn = self.pool.begin().await?;
         // A first look without a lock: most repeats and refusals end here,
         // before the provider is asked for anything.
         let order = payments::payable(&mut conn, order_id, user_id, false)

@@ -8,10 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
-
 use super::Provider;
 use crate::db::payments;
+use crate::db::Db;
 
 /// How often the worker looks for refunds to make.
 const EVERY: Duration = Duration::from_millis(500);
@@ -21,7 +20,7 @@ const LEASE_SECS: f64 = 30.0;
 const BATCH: i64 = 16;
 
 /// Refunds until aborted.
-pub async fn run(pool: PgPool, provider: Arc<dyn Provider>) {
+pub async fn run(pool: Db, provider: Arc<dyn Provider>) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -33,7 +32,7 @@ pub async fn run(pool: PgPool, provider: Arc<dyn Provider>) {
 }
 
 /// One round: returns how many refunds the provider confirmed.
-pub async fn round(pool: &PgPool, provider: &dyn Provider) -> Result<usize, sqlx::Error> {
+pub async fn round(pool: &Db, provider: &dyn Provider) -> Result<usize, sqlx::Error> {
     let mut done = 0;
     for r in payments::claim_refunds(pool, BATCH, LEASE_SECS).await? {
         match provider.refund(&r.provider_ref).await {

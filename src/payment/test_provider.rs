@@ -11,16 +11,16 @@ use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde_json::json;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{Charge, Opened, Provider, ProviderError};
+use crate::db::Db;
 use crate::email::outbox::WEBHOOK_KIND;
 use crate::error::ApiError;
 
 /// The simulated processor.
 pub struct TestProvider {
-    pool: PgPool,
+    pool: Db,
     /// Base of the hosted page's address.
     public_url: String,
 }
@@ -66,7 +66,7 @@ const COLUMNS: &str =
      decided_at, refunded_at";
 
 impl TestProvider {
-    pub fn new(pool: PgPool, public_url: String) -> Self {
+    pub fn new(pool: Db, public_url: String) -> Self {
         TestProvider { pool, public_url }
     }
 

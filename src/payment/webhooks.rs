@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use secrecy::{ExposeSecret, SecretSlice};
-use sqlx::PgPool;
 use tokio::task::JoinHandle;
 
 use super::signature;
 use crate::config::EmailSettings;
+use crate::db::Db;
 use crate::email::outbox::{self, Claimed, SendError};
 
 /// Webhook senders per process; each delivers the rows it claimed at once.
@@ -25,7 +25,7 @@ const MAX_POLL: Duration = Duration::from_millis(200);
 
 /// The process's webhook senders.
 pub struct WebhookSender {
-    pool: PgPool,
+    pool: Db,
     settings: EmailSettings,
     url: String,
     secret: SecretSlice<u8>,
@@ -35,7 +35,7 @@ pub struct WebhookSender {
 impl WebhookSender {
     /// Senders that deliver to `url` (the shop's `/api/v1/payments/webhook`).
     pub fn new(
-        pool: PgPool,
+        pool: Db,
         settings: EmailSettings,
         url: String,
         secret: &[u8],

@@ -34,11 +34,10 @@ pub mod sweeper;
 
 use std::sync::Arc;
 
-use sqlx::PgPool;
-
 use crate::config::{PurchaseMode, PurchaseSettings};
 use crate::db::catalog;
 use crate::db::orders::{self, Order, Release, ReleasedOrder};
+use crate::db::Db;
 use crate::domain::Quantity;
 use crate::error::ApiError;
 use crate::live::{Board, HeldOrder, LiveSale, BOUNDARY_MARGIN};
@@ -63,9 +62,9 @@ pub const ENGINE_CONNECTIONS: u32 = 8;
 /// The purchase engine of one process.
 #[derive(Clone)]
 pub struct PurchaseEngine {
-    pool: PgPool,
+    pool: Db,
     /// The engine's own connections ([`ENGINE_CONNECTIONS`]).
-    own: PgPool,
+    own: Db,
     mode: PurchaseMode,
     require_verified: bool,
     board: Arc<Board>,
@@ -76,11 +75,8 @@ impl PurchaseEngine {
     /// An engine on `pool`'s database, sharing the live board with the
     /// routes. Its batches run on a pool of their own to the same database
     /// (opened lazily, with `pool`'s options and acquire timeout).
-    pub fn new(pool: PgPool, board: Arc<Board>, settings: PurchaseSettings) -> Self {
-        let own = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(ENGINE_CONNECTIONS)
-            .acquire_timeout(pool.options().get_acquire_timeout())
-            .connect_lazy_with((*pool.connect_options()).clone());
+    pub fn new(pool: Db, board: Arc<Board>, settings: PurchaseSettings) -> Self {
+        let own = pool.sibling(ENGINE_CONNECTIONS);
         PurchaseEngine {
             combiner: Arc::new(Combiner::new(own.clone(), settings)),
             own,
@@ -92,7 +88,7 @@ impl PurchaseEngine {
     }
 
     /// The engine's own pool (the expiry sweeper reads on it too).
-    pub fn own_pool(&self) -> &PgPool {
+    pub fn own_pool(&self) -> &Db {
         &self.own
     }
 

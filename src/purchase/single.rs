@@ -1,16 +1,15 @@
 //! One transaction per purchase: the baseline engine.
 
-use sqlx::PgPool;
-
 use super::rules::{decide, lock_sale, window_error, BuyerFacts, Decision};
 use super::PurchaseRequest;
 use crate::db::orders::{self, Order, Release, ReleasedOrder, Releasing, COLUMNS, LIVE};
+use crate::db::Db;
 use crate::error::ApiError;
 
 /// Runs one purchase in its own transaction. Returns the order and the
 /// remaining stock after it.
 pub(super) async fn purchase(
-    pool: &PgPool,
+    pool: &Db,
     req: PurchaseRequest,
     require_verified: bool,
 ) -> Result<(Order, i64), ApiError> {
@@ -111,7 +110,7 @@ pub(super) async fn purchase(
 /// Releases orders of one sale in their own transaction under the sale's
 /// lock. Returns what was released and the remaining stock after it.
 pub(super) async fn release(
-    pool: &PgPool,
+    pool: &Db,
     sale_id: i64,
     ids: &[i64],
     why: Release,

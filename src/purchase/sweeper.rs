@@ -15,11 +15,11 @@
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::PurchaseEngine;
 use crate::db::orders::Release;
+use crate::db::Db;
 use crate::error::ApiError;
 
 /// How often the sweeper looks for overdue holds.
@@ -31,7 +31,7 @@ const LEASE: Duration = Duration::from_secs(3);
 const MAX_PER_ROUND: i64 = 10_000;
 
 /// Sweeps until aborted.
-pub async fn run(pool: PgPool, engine: PurchaseEngine) {
+pub async fn run(pool: Db, engine: PurchaseEngine) {
     let me = Uuid::new_v4();
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -50,7 +50,7 @@ pub async fn run(pool: PgPool, engine: PurchaseEngine) {
 }
 
 /// One round: releases the overdue holds and returns how many it released.
-pub async fn sweep(pool: &PgPool, engine: &PurchaseEngine) -> Result<usize, ApiError> {
+pub async fn sweep(pool: &Db, engine: &PurchaseEngine) -> Result<usize, ApiError> {
     // Catalog orders come under the sale `None`.
     let due: Vec<(Option<i64>, Vec<i64>)> = sqlx::query_as(
         "select sale_id, array_agg(id order by id)

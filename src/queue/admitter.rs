@@ -12,8 +12,9 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::db::Db;
 
 /// How often the admitter steps each line.
 pub const EVERY: Duration = Duration::from_millis(100);
@@ -23,7 +24,7 @@ const LEASE: Duration = Duration::from_secs(2);
 const RENEW: Duration = Duration::from_millis(500);
 
 /// Admits until aborted.
-pub async fn run(pool: PgPool) {
+pub async fn run(pool: Db) {
     let me = Uuid::new_v4();
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -50,7 +51,7 @@ pub async fn run(pool: PgPool) {
 }
 
 /// One step of every line that needs one.
-pub async fn step(pool: &PgPool) -> Result<(), sqlx::Error> {
+pub async fn step(pool: &Db) -> Result<(), sqlx::Error> {
     for sale_id in crate::db::queue::due(pool, EVERY.as_secs_f64()).await? {
         crate::db::queue::admit(pool, sale_id).await?;
     }

@@ -14,10 +14,10 @@ pub mod admitter;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::queue::{self as db, Ticket, TicketState};
+use crate::db::Db;
 use crate::error::ApiError;
 use crate::live::{Board, LiveSale, BOUNDARY_MARGIN};
 
@@ -31,14 +31,14 @@ type Reply = oneshot::Sender<Result<(Ticket, bool), ApiError>>;
 
 /// The waiting rooms of one process.
 pub struct Queue {
-    pool: PgPool,
+    pool: Db,
     board: Arc<Board>,
     /// One batching task per sale that shoppers joined through this process.
     lines: Mutex<HashMap<i64, mpsc::UnboundedSender<(i64, Reply)>>>,
 }
 
 impl Queue {
-    pub fn new(pool: PgPool, board: Arc<Board>) -> Arc<Queue> {
+    pub fn new(pool: Db, board: Arc<Board>) -> Arc<Queue> {
         Arc::new(Queue {
             pool,
             board,
@@ -143,7 +143,7 @@ impl Queue {
 /// Serves one sale's joins: everyone who arrived while the previous batch ran
 /// goes in the next one, in arrival order.
 async fn serve_line(
-    pool: PgPool,
+    pool: Db,
     board: Arc<Board>,
     sale_id: i64,
     mut rx: mpsc::UnboundedReceiver<(i64, Reply)>,

@@ -42,13 +42,13 @@ async fn one_batch_decides_each_buyer_on_their_own_in_arrival_order() {
         .as_i64()
         .unwrap();
     let u = app.create_customers(4).await;
-    let board = Board::new(app.pool.clone());
+    let board = Board::new(app.pool.clone().into());
     let live = board.get(sale).await.unwrap();
 
     // Act: u0 twice in the same batch, u1 over the limit, then u2 and u3 race
     // for what is left.
     let answers = serve_batch(
-        &app.pool,
+        &app.pool.clone().into(),
         &live,
         &[
             (u[0].id, 1),
@@ -90,11 +90,11 @@ async fn the_last_units_are_split_across_a_batch_by_arrival() {
         .as_i64()
         .unwrap();
     let u = app.create_customers(3).await;
-    let live = Board::new(app.pool.clone()).get(sale).await.unwrap();
+    let live = Board::new(app.pool.clone().into()).get(sale).await.unwrap();
 
     // Act: 2 + 2 + 1 asked for 3 units.
     let answers = serve_batch(
-        &app.pool,
+        &app.pool.clone().into(),
         &live,
         &[(u[0].id, 2), (u[1].id, 2), (u[2].id, 1)],
     )
@@ -130,9 +130,14 @@ async fn a_buyer_with_an_order_in_the_table_is_refused_in_a_batch() {
     .await;
     assert_eq!(status, 201);
     // A board of another instance, which has not seen that purchase.
-    let live = Board::new(app.pool.clone()).get(sale).await.unwrap();
+    let live = Board::new(app.pool.clone().into()).get(sale).await.unwrap();
 
-    let answers = serve_batch(&app.pool, &live, &[(u[0].id, 1), (u[1].id, 1)]).await;
+    let answers = serve_batch(
+        &app.pool.clone().into(),
+        &live,
+        &[(u[0].id, 1), (u[1].id, 1)],
+    )
+    .await;
 
     assert_eq!(
         answers.iter().map(code).collect::<Vec<_>>(),
@@ -154,10 +159,10 @@ async fn a_holder_in_a_batch_that_sells_out_takes_no_unit_from_the_others() {
     let u = app.create_customers(4).await;
     app.buy(sale, &u[0], 1).await;
     // A board of another instance, which has not seen that purchase.
-    let live = Board::new(app.pool.clone()).get(sale).await.unwrap();
+    let live = Board::new(app.pool.clone().into()).get(sale).await.unwrap();
 
     let batch: Vec<(i64, i32)> = u.iter().map(|x| (x.id, 1)).collect();
-    let answers = serve_batch(&app.pool, &live, &batch).await;
+    let answers = serve_batch(&app.pool.clone().into(), &live, &batch).await;
 
     assert_eq!(
         answers.iter().map(code).collect::<Vec<_>>(),
@@ -184,11 +189,11 @@ async fn a_failed_batch_writes_nothing_and_answers_busy_then_a_retry_succeeds() 
     .execute(&app.pool)
     .await
     .unwrap();
-    let live = Board::new(app.pool.clone()).get(sale).await.unwrap();
+    let live = Board::new(app.pool.clone().into()).get(sale).await.unwrap();
     let batch = [(u[0].id, 1), (u[1].id, 1), (u[2].id, 1)];
 
     // Act
-    let answers = serve_batch(&app.pool, &live, &batch).await;
+    let answers = serve_batch(&app.pool.clone().into(), &live, &batch).await;
 
     // Assert: every buyer hears busy, nothing was written.
     assert_eq!(
@@ -203,7 +208,7 @@ async fn a_failed_batch_writes_nothing_and_answers_busy_then_a_retry_succeeds() 
         .execute(&app.pool)
         .await
         .unwrap();
-    let answers = serve_batch(&app.pool, &live, &batch).await;
+    let answers = serve_batch(&app.pool.clone().into(), &live, &batch).await;
     assert_eq!(
         answers.iter().map(code).collect::<Vec<_>>(),
         ["created", "created", "created"]

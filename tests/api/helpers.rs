@@ -149,20 +149,40 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut AppSettings)) -> TestApp {
 /// A server on `db_name` (migrated first when `migrate`).
 async fn start_instance(db_name: String, settings: AppSettings, migrate: bool) -> TestApp {
     let cluster = tokio::task::spawn_blocking(cluster).await.expect("cluster");
-    let pool = flashsale::db::connect(cluster.options(&db_name), &settings)
+    let pool = flashsale::db::connect(cluster.options(&db_name), &settings, false)
         .await
-        .expect("connect to the test database");
+        .expect("connect to the test database")
+        .pool()
+        .clone();
     if migrate {
         flashsale::db::migrate(&pool).await.expect("migrate");
     }
+    serve_on(db_name, settings, pool.clone().into(), pool).await
+}
 
+/// The test cluster when it is the launcher's own (not `DATABASE_URL`).
+pub async fn embedded_cluster() -> Option<&'static EmbeddedPg> {
+    match tokio::task::spawn_blocking(cluster).await.expect("cluster") {
+        Cluster::Embedded(pg) => Some(pg),
+        Cluster::Url(..) => None,
+    }
+}
+
+/// A server on `dbs`; `pool` goes straight to `db_name` for the test's own
+/// looks.
+pub async fn serve_on(
+    db_name: String,
+    settings: AppSettings,
+    dbs: flashsale::db::Databases,
+    pool: PgPool,
+) -> TestApp {
     let app = Application::build(
         settings.clone(),
         Secrets {
             jwt: SECRET,
             payment_webhook: WEBHOOK_SECRET,
         },
-        pool.clone(),
+        dbs,
         Listen {
             host: "127.0.0.1".into(),
             port: 0,

@@ -27,6 +27,7 @@ mod ops;
 mod orders;
 mod pages;
 mod payments;
+mod pooler;
 mod purchase;
 mod queue;
 mod rbac;

@@ -201,6 +201,7 @@ async fn sslmode_require_and_verify_full_work_and_a_wrong_ca_is_refused() {
     let pool = flashsale::db::connect(
         PgConnectOptions::from_str(&full).unwrap(),
         &crate::helpers::test_settings(),
+        false,
     )
     .await
     .expect("the server's pool over verify-full");

@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 
 use super::orders::{EARNING, LIVE};
 use super::products::Product;
+use crate::db::Db;
 use crate::error::ApiError;
 
 mod channel;
@@ -222,7 +222,7 @@ impl From<SaleRow> for Sale {
 }
 
 /// One sale, or `not_found`.
-pub async fn get(pool: &PgPool, id: i64) -> Result<Sale, ApiError> {
+pub async fn get(pool: &Db, id: i64) -> Result<Sale, ApiError> {
     let row: Option<SaleRow> = sqlx::query_as(&select_sql("where s.id = $1"))
         .bind(id)
         .fetch_optional(pool)
@@ -233,7 +233,7 @@ pub async fn get(pool: &PgPool, id: i64) -> Result<Sale, ApiError> {
 
 /// Sales in a state, soonest first; `limit`/`offset` page through them.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Db,
     filter: StateFilter,
     limit: i64,
     offset: i64,
@@ -258,7 +258,7 @@ pub async fn list(
 }
 
 /// The status of one sale.
-pub async fn status(pool: &PgPool, id: i64) -> Result<SaleStatus, ApiError> {
+pub async fn status(pool: &Db, id: i64) -> Result<SaleStatus, ApiError> {
     sqlx::query_as(&format!(
         "select {STATE_SQL} as state, s.remaining, s.starts_at, s.ends_at, now() as server_time,
                 case when s.waiting_room then coalesce(q.admitted_through, 0) end as admitted_through,
@@ -272,7 +272,7 @@ pub async fn status(pool: &PgPool, id: i64) -> Result<SaleStatus, ApiError> {
 }
 
 /// Schedules a sale. The price defaults to the product's.
-pub async fn create(pool: &PgPool, s: NewSale) -> Result<Sale, ApiError> {
+pub async fn create(pool: &Db, s: NewSale) -> Result<Sale, ApiError> {
     let id: Option<i64> = sqlx::query_scalar(
         "insert into sale (product_id, starts_at, ends_at, stock, remaining, price_cents,
                            per_user_limit, created_by, hold_secs,
@@ -303,7 +303,7 @@ pub async fn create(pool: &PgPool, s: NewSale) -> Result<Sale, ApiError> {
 /// limit, hold and admission settings may change only before the sale starts
 /// (by the database clock), except `admit_per_sec`, which an admin may turn
 /// up or down during the sale; a sale can be cancelled until it ends.
-pub async fn update(pool: &PgPool, id: i64, c: SaleChange) -> Result<Sale, ApiError> {
+pub async fn update(pool: &Db, id: i64, c: SaleChange) -> Result<Sale, ApiError> {
     let mut tx = pool.begin().await?;
     #[derive(sqlx::FromRow)]
     struct Current {
@@ -409,7 +409,7 @@ pub struct SaleStats {
 }
 
 /// Reads a sale's live numbers.
-pub async fn stats(pool: &PgPool, id: i64) -> Result<SaleStats, ApiError> {
+pub async fn stats(pool: &Db, id: i64) -> Result<SaleStats, ApiError> {
     sqlx::query_as(&format!(
         "select s.id as sale_id, s.stock, s.remaining,
                 coalesce(sum(o.quantity), 0)::bigint as sold,

@@ -23,13 +23,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use sqlx::PgPool;
 use tokio::sync::oneshot;
 
 use super::super::rules::{decide, window_error, BuyerFacts, Decision, LockedSale};
 use super::{Batch, Pending, ReleaseJob};
 use crate::db::orders::{self, Order, Release, ReleasedOrder, Releasing, COLUMNS, LIVE};
 use crate::db::sales::remaining_announcement;
+use crate::db::Db;
 use crate::error::ApiError;
 
 /// What a batch transaction decided.
@@ -54,7 +54,7 @@ pub(super) enum Failure {
 /// The orders that exist for these buyers in this sale, or `None` when the
 /// database cannot be asked (after a few tries).
 pub(super) async fn find_orders(
-    pool: &PgPool,
+    pool: &Db,
     sale_id: i64,
     users: &[i64],
 ) -> Option<HashMap<i64, Order>> {
@@ -80,7 +80,7 @@ pub(super) async fn find_orders(
 
 /// One batch transaction. See the module docs for the steps.
 pub(super) async fn transact(
-    pool: &PgPool,
+    pool: &Db,
     sale_id: i64,
     batch: &Batch,
     lock_signal: &mut Option<oneshot::Sender<()>>,

@@ -24,7 +24,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 mod batch;
@@ -34,6 +33,7 @@ use batch::{find_orders, transact, Failure, Outcome};
 use super::PurchaseRequest;
 use crate::config::PurchaseSettings;
 use crate::db::orders::{Order, Release, ReleasedOrder};
+use crate::db::Db;
 use crate::error::ApiError;
 use crate::live::{HeldOrder, LiveSale};
 
@@ -105,13 +105,13 @@ type Queues = Arc<Mutex<HashMap<i64, mpsc::Sender<Job>>>>;
 
 /// The per-sale queues of one process.
 pub struct Combiner {
-    pool: PgPool,
+    pool: Db,
     settings: PurchaseSettings,
     queues: Queues,
 }
 
 impl Combiner {
-    pub fn new(pool: PgPool, settings: PurchaseSettings) -> Self {
+    pub fn new(pool: Db, settings: PurchaseSettings) -> Self {
         Combiner {
             pool,
             settings,
@@ -203,7 +203,7 @@ impl Combiner {
 /// bypassed: this is the seam for tests and benchmarks of the batch itself.
 /// Buyers need no verified email here.
 pub async fn serve_batch(
-    pool: &PgPool,
+    pool: &Db,
     live: &LiveSale,
     requests: &[(i64, i32)],
 ) -> Vec<Result<Order, ApiError>> {
@@ -234,7 +234,7 @@ pub async fn serve_batch(
 
 /// The task of one sale: batch, run, answer, until idle.
 async fn serve(
-    pool: PgPool,
+    pool: Db,
     live: Arc<LiveSale>,
     mut rx: mpsc::Receiver<Job>,
     settings: PurchaseSettings,
@@ -301,7 +301,7 @@ async fn serve(
 }
 /// Serves one batch to the end, retrying as described in the module docs.
 async fn run(
-    pool: &PgPool,
+    pool: &Db,
     live: &LiveSale,
     mut batch: Batch,
     mut locked: Option<oneshot::Sender<()>>,
