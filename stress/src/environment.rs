@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use flashsale::auth::JwtKeys;
-use flashsale::embedded_pg::{EmbeddedOptions, EmbeddedPg};
+use flashsale::embedded_pg::{EmbeddedOptions, EmbeddedPg, PgBouncer};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
@@ -76,6 +76,8 @@ pub struct Environment {
     /// When the current run's load started (its clock's zero), once it has.
     load_clock: Arc<watch::Sender<Option<Instant>>>,
     embedded: Option<EmbeddedPg>,
+    /// The PgBouncer in front of it and its pool size (`--pooler`).
+    bouncer: Option<(PgBouncer, u32)>,
     /// Restarts of the embedded cluster (self-contained only).
     cluster: Option<Arc<ClusterControl>>,
     servers: Vec<Child>,
@@ -90,6 +92,19 @@ impl Environment {
         server_env: &[(String, String)],
         server_exe: &std::path::Path,
     ) -> anyhow::Result<Environment> {
+        Environment::self_contained_behind(instances, server_env, server_exe, None).await
+    }
+
+    /// [`Environment::self_contained`], with the instances' pools going
+    /// through a private PgBouncer in transaction mode that lends at most
+    /// `pool_size` server connections, when given (their `LISTEN` goes
+    /// straight to the cluster, as in production).
+    pub async fn self_contained_behind(
+        instances: usize,
+        server_env: &[(String, String)],
+        server_exe: &std::path::Path,
+        pool_size: Option<u32>,
+    ) -> anyhow::Result<Environment> {
         let scratch = flashsale::embedded_pg::scratch_dir("flashsale-stress")?;
         let pg = start_cluster(scratch.join("db")).await?;
         flashsale::run::create_database(&pg, DB_NAME).await?;
@@ -99,6 +114,18 @@ impl Environment {
             .await?;
         flashsale::db::migrate(&pool).await?;
 
+        let bouncer = match pool_size {
+            Some(n) => Some(PgBouncer::start(&pg, &scratch.join("bouncer"), n).await?),
+            None => None,
+        };
+        let db_env: Vec<(&str, String)> = match &bouncer {
+            Some(b) => vec![
+                ("DATABASE_URL", b.url(DB_NAME)),
+                ("DATABASE_POOLER", "transaction".into()),
+                ("DATABASE_LISTEN_URL", pg.url(DB_NAME)),
+            ],
+            None => vec![("DATABASE_URL", pg.url(DB_NAME))],
+        };
         let secret = random_secret();
         let webhook_secret = random_secret();
         let mut servers = Vec::new();
@@ -109,7 +136,7 @@ impl Environment {
             let mut cmd = Command::new(server_exe);
             cmd.arg("__serve")
                 .envs(server_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .env("DATABASE_URL", pg.url(DB_NAME))
+                .envs(db_env.iter().map(|(k, v)| (*k, v.as_str())))
                 .env("JWT_SECRET", &secret)
                 .env("PAYMENT_WEBHOOK_SECRET", &webhook_secret)
                 .env("HOST", "127.0.0.1")
@@ -130,6 +157,7 @@ impl Environment {
             load_clock: Arc::new(watch::channel(None).0),
             cluster: Some(Arc::new(ClusterControl::new(pg.data_dir())?)),
             embedded: Some(pg),
+            bouncer: bouncer.map(|b| (b, pool_size.unwrap_or(0))),
             servers,
             scratch: Some(scratch),
         };
@@ -179,6 +207,7 @@ impl Environment {
             load_clock: Arc::new(watch::channel(None).0),
             cluster: None,
             embedded: None,
+            bouncer: None,
             servers: Vec::new(),
             scratch: None,
         };
@@ -303,13 +332,22 @@ impl Environment {
 
     /// Where the database lives, for the report.
     pub fn describe(&self) -> String {
-        match &self.embedded {
-            Some(_) => format!(
+        match (&self.embedded, &self.bouncer) {
+            (Some(_), Some((_, n))) => format!(
+                "{} self-started instance(s) behind PgBouncer (transaction mode, pool of {n}) on a private PostgreSQL",
+                self.targets.len()
+            ),
+            (Some(_), None) => format!(
                 "{} self-started instance(s) on a private PostgreSQL",
                 self.targets.len()
             ),
-            None => format!("{} running instance(s)", self.targets.len()),
+            (None, _) => format!("{} running instance(s)", self.targets.len()),
         }
+    }
+
+    /// The pool size of the PgBouncer in front of the cluster, if any.
+    pub fn pooler_pool_size(&self) -> Option<u32> {
+        self.bouncer.as_ref().map(|(_, n)| *n)
     }
 
     /// Stops the servers gracefully (SIGTERM), then the cluster, and removes
@@ -335,6 +373,7 @@ impl Environment {
         if let Some(pool) = self.db.take() {
             pool.close().await;
         }
+        drop(self.bouncer.take());
         if let Some(c) = self.cluster.take() {
             let _ = tokio::task::spawn_blocking(move || c.stop_if_restarted()).await;
         }

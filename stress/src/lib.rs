@@ -47,6 +47,10 @@ pub async fn run_and_verify(
         .db
         .clone()
         .map(|db| verify::during::Sampler::watching(db, env.sales_made(), env.products_made()));
+    let pooler = match (&env.db, env.pooler_pool_size()) {
+        (Some(db), Some(n)) => Some(verify::pooler::Watch::start(db.clone(), n)),
+        _ => None,
+    };
     // The fault waits for this run's load to start, not a previous run's.
     env.load_clock().send_replace(None);
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
@@ -66,6 +70,10 @@ pub async fn run_and_verify(
         Some(s) => Some(s.finish().await),
         None => None,
     };
+    let pooler = match pooler {
+        Some(w) => Some(w.finish().await),
+        None => None,
+    };
     let run = run?;
     let struck = struck?;
     if let (Some(c), None) = (&common.chaos, &struck) {
@@ -79,6 +87,7 @@ pub async fn run_and_verify(
     }
     let mut violations = verify::check_answers(&run.ledger);
     violations.extend(sampling.as_ref().and_then(|s| s.first_violation.clone()));
+    violations.extend(pooler.as_ref().and_then(|p| p.violation()));
     let mut payments = None;
     let mut cart = None;
     let mut queue = None;
@@ -131,6 +140,7 @@ pub async fn run_and_verify(
     summary.payments = payments;
     summary.cart = cart;
     summary.queue = queue;
+    summary.pooler = pooler;
     summary.chaos = struck.map(|s| chaos::facts(&s, &run.ledger));
     Ok(summary)
 }

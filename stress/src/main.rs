@@ -13,10 +13,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use stress::environment::{default_server_env, start_cluster, Environment};
-use stress::provision::AdminLogin;
-use stress::scenario::{self, Common, Scenario};
-use stress::{report, run_and_verify};
+
+mod command;
+
+use command::{ceiling, execute, hold_db};
+use stress::scenario::{self, Scenario};
 
 #[derive(Parser)]
 #[command(
@@ -206,6 +207,15 @@ struct CommonArgs {
     /// after the load starts, e.g. `@3s`, `@500ms` (default 2 s).
     #[arg(long, value_name = "KIND[@TIME]")]
     chaos: Option<stress::chaos::Chaos>,
+    /// Put a pooler between the self-started instances and their PostgreSQL,
+    /// as in production: `pgbouncer` (transaction mode; their `LISTEN` goes
+    /// straight to the cluster).
+    #[arg(long, value_parser = ["pgbouncer"])]
+    pooler: Option<String>,
+    /// Server connections the pooler lends in all (default: 10 per instance,
+    /// a third of the instances' own pools).
+    #[arg(long, requires = "pooler")]
+    pool_size: Option<u32>,
     /// Extra environment for self-started instances, `KEY=VALUE` (repeatable).
     #[arg(long = "server-env")]
     server_env: Vec<String>,
@@ -367,84 +377,3 @@ async fn run(cmd: Cmd) -> anyhow::Result<bool> {
 }
 
 const NO_HOLD: HoldArgs = HoldArgs { hold_secs: 0 };
-
-async fn execute(a: CommonArgs, hold: HoldArgs, scenario: Scenario) -> anyhow::Result<bool> {
-    if a.chaos.is_some() && !a.targets.is_empty() {
-        anyhow::bail!("--chaos needs the self-contained mode: drop --target");
-    }
-    if a.chaos
-        .is_some_and(|c| c.kind == stress::chaos::ChaosKind::KillInstance)
-        && a.instances < 2
-    {
-        anyhow::bail!("--chaos kill-instance needs --instances 2 or more");
-    }
-    let env = if a.targets.is_empty() {
-        let mut server_env = default_server_env();
-        if let Scenario::Cart(_) = scenario {
-            server_env.push(("CART_HOLD_SECS".into(), hold.hold_secs.to_string()));
-        }
-        for kv in &a.server_env {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("--server-env {kv:?} is not KEY=VALUE"))?;
-            server_env.push((k.to_string(), v.to_string()));
-        }
-        eprintln!(
-            "starting a private PostgreSQL and {} flashsale instance(s)...",
-            a.instances
-        );
-        Environment::self_contained(a.instances.max(1), &server_env, &std::env::current_exe()?)
-            .await?
-    } else {
-        Environment::external(
-            a.targets.clone(),
-            a.database_url.as_deref(),
-            a.jwt_secret.as_deref(),
-        )
-        .await?
-    };
-    let common = Common {
-        connections: a.connections.max(1),
-        timeout: Duration::from_secs(a.timeout_secs.max(1)),
-        admin: AdminLogin {
-            username: a.admin_user.clone(),
-            password: a.admin_password.clone(),
-        },
-        hold_secs: hold.hold_secs,
-        chaos: a.chaos,
-    };
-    let result = run_and_verify(&env, &common, &scenario).await;
-    env.shutdown().await;
-    let summary = result?;
-    print!("{}", report::text(&summary));
-    if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_string_pretty(&summary)?)?;
-        eprintln!("wrote {}", path.display());
-    }
-    if let Some(path) = &a.html {
-        std::fs::write(path, report::html(&summary))?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(summary.violations.is_empty())
-}
-
-async fn ceiling(seconds: u64, clients: usize, json: Option<PathBuf>) -> anyhow::Result<bool> {
-    let c = stress::ceiling::measure(&stress::ceiling::Options { seconds, clients }).await?;
-    print!("{}", stress::ceiling::text(&c));
-    if let Some(path) = &json {
-        std::fs::write(path, serde_json::to_string_pretty(&c)?)?;
-        eprintln!("wrote {}", path.display());
-    }
-    Ok(c.consistent)
-}
-
-async fn hold_db(dir: PathBuf) -> anyhow::Result<bool> {
-    let dir = std::path::absolute(&dir)?;
-    let pg = start_cluster(dir).await?;
-    flashsale::run::create_database(&pg, "bench").await?;
-    println!("{}", pg.url("bench"));
-    eprintln!("holding the cluster; Ctrl-C stops it");
-    tokio::signal::ctrl_c().await?;
-    tokio::task::spawn_blocking(move || pg.stop()).await?;
-    Ok(true)
-}

@@ -102,6 +102,8 @@ pub struct Summary {
     pub cart: Option<CartFacts>,
     /// What the waiting room came to (the `queue` scenario).
     pub queue: Option<crate::verify::queue::QueueFacts>,
+    /// With `--pooler`: the server connections PgBouncer held.
+    pub pooler: Option<crate::verify::pooler::PoolerFacts>,
     pub latency: Vec<LatencyRow>,
     pub answers: Vec<AnswerRow>,
     pub timeline: Vec<Slice>,
@@ -275,6 +277,7 @@ pub fn summarize(
         payments: None,
         cart: None,
         queue: None,
+        pooler: None,
         latency,
         answers,
         timeline,

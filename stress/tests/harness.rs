@@ -6,7 +6,8 @@
 //! and the deadlock check are tested in `harness/chaos.rs`, the `checkout`
 //! scenario and the payment checks in `harness/checkout.rs`, the `cart`
 //! scenario and the catalog checks in `harness/cart.rs`, the `queue`
-//! scenario and the waiting room's checks in `harness/queue.rs`.
+//! scenario and the waiting room's checks in `harness/queue.rs`, a run behind
+//! PgBouncer (`--pooler`) in `harness/pooler.rs`.
 
 #[path = "harness/cart.rs"]
 mod cart;
@@ -14,6 +15,8 @@ mod cart;
 mod chaos;
 #[path = "harness/checkout.rs"]
 mod checkout;
+#[path = "harness/pooler.rs"]
+mod pooler;
 #[path = "harness/queue.rs"]
 mod queue;
 

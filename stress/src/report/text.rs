@@ -88,6 +88,13 @@ pub fn text(s: &Summary) -> String {
             }
         );
     }
+    if let Some(p) = &s.pooler {
+        let _ = writeln!(
+            o,
+            "pooler     PgBouncer in transaction mode: at most {} server connection(s) at once, pool of {} ({} samples)",
+            p.max_server_connections, p.pool_size, p.samples
+        );
+    }
     match &s.sampling {
         Some(x) => {
             let _ = writeln!(

@@ -14,6 +14,7 @@ mod database;
 pub mod deadlocks;
 pub mod during;
 pub mod payments;
+pub mod pooler;
 pub mod queue;
 
 use std::collections::HashMap;
