@@ -19,7 +19,7 @@
 //! Nothing else in the engine keeps session state on a pooled connection:
 //! leases are rows, not advisory locks; `LISTEN` and the migrations (whose
 //! lock is a session advisory lock) use a direct connection
-//! (`DATABASE_LISTEN_URL`); `SET` appears only as `SET TRANSACTION`.
+//! (`DATABASE_LISTEN_URL`); no statement `SET`s a session variable.
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
