@@ -182,12 +182,15 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
         DatabaseSource::Url(urls) => {
             let options = PgConnectOptions::from_str(urls.primary.expose_secret())
                 .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-            let listen = match &urls.listen {
-                Some(url) => PgConnectOptions::from_str(url.expose_secret())
-                    .context("DATABASE_LISTEN_URL is not a valid PostgreSQL URL")?,
-                None => options.clone(),
+            let (listen, named) = match &urls.listen {
+                Some(url) => (
+                    PgConnectOptions::from_str(url.expose_secret())
+                        .context("DATABASE_LISTEN_URL is not a valid PostgreSQL URL")?,
+                    "DATABASE_LISTEN_URL",
+                ),
+                None => (options.clone(), "DATABASE_URL"),
             };
-            migrate_on(&listen).await?;
+            migrate_on(&listen, named, &config.app).await?;
             let primary = crate::db::connect(options, &config.app, urls.pooled)
                 .await
                 .context("cannot connect to DATABASE_URL")?;
@@ -220,7 +223,7 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
             let pg = Arc::new(pg);
             create_database(&pg, EMBEDDED_DB).await?;
             let listen = pg.connect_options(EMBEDDED_DB);
-            migrate_on(&listen).await?;
+            migrate_on(&listen, "the embedded PostgreSQL", &config.app).await?;
             let primary = crate::db::connect(listen.clone(), &config.app, false)
                 .await
                 .context("cannot connect to the embedded PostgreSQL")?;
@@ -244,13 +247,19 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
 }
 
 /// Applies the migrations over one connection straight to the primary (their
-/// lock is session state, which a pooler would not keep).
-async fn migrate_on(options: &PgConnectOptions) -> anyhow::Result<()> {
+/// lock is session state, which a pooler would not keep); `named` is where
+/// the options came from, for the error.
+async fn migrate_on(
+    options: &PgConnectOptions,
+    named: &str,
+    settings: &crate::config::AppSettings,
+) -> anyhow::Result<()> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
+        .acquire_timeout(settings.db_acquire_timeout)
         .connect_with(options.clone())
         .await
-        .context("cannot connect to the database to migrate it")?;
+        .with_context(|| format!("cannot connect to {named}"))?;
     let migrated = crate::db::migrate(&pool)
         .await
         .context("migrating the database");
