@@ -4,6 +4,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use crate::db::replica::ReplicaState;
 use crate::db::Db;
 
 /// The process's metrics.
@@ -15,7 +16,10 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     /// Purchase attempts by outcome (`created` or the error code).
     pub purchases: IntCounterVec,
+    /// Reads that tolerate lag, by the role that served them.
+    pub reads: IntCounterVec,
     pool_connections: IntGaugeVec,
+    replica_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -45,8 +49,27 @@ impl Metrics {
         )
         .expect("static metric definition");
         let pool_connections = IntGaugeVec::new(
-            Opts::new("db_pool_connections", "Database pool connections by state"),
-            &["state"],
+            Opts::new(
+                "db_pool_connections",
+                "Database pool connections by pool (primary: the shared pool, engine: the purchase engine's, replica) and state",
+            ),
+            &["pool", "state"],
+        )
+        .expect("static metric definition");
+        let reads = IntCounterVec::new(
+            Opts::new(
+                "db_reads_total",
+                "Reads that tolerate lag, by the role that served them (replica, or primary when none is fresh)",
+            ),
+            &["role"],
+        )
+        .expect("static metric definition");
+        let replica_lag = IntGaugeVec::new(
+            Opts::new(
+                "db_replica_state",
+                "The read replica at the last probe: lag_bytes (-1 unknown), reachable and fresh (0 or 1)",
+            ),
+            &["measure"],
         )
         .expect("static metric definition");
         for c in [
@@ -54,6 +77,8 @@ impl Metrics {
             Box::new(http_duration.clone()),
             Box::new(purchases.clone()),
             Box::new(pool_connections.clone()),
+            Box::new(reads.clone()),
+            Box::new(replica_lag.clone()),
         ] {
             // Names are fixed and distinct, so registration cannot collide.
             let _ = registry.register(c);
@@ -63,17 +88,35 @@ impl Metrics {
             http_requests,
             http_duration,
             purchases,
+            reads,
             pool_connections,
+            replica_lag,
         }
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self, pool: &Db) -> String {
-        let idle = pool.num_idle() as i64;
-        self.pool_connections.with_label_values(&["idle"]).set(idle);
-        self.pool_connections
-            .with_label_values(&["in_use"])
-            .set(i64::from(pool.size()) - idle);
+    /// `pools` are named (`primary`, `engine`, `replica`).
+    pub fn render(&self, pools: &[(&str, &Db)], replica: Option<ReplicaState>) -> String {
+        for (name, pool) in pools {
+            let idle = pool.num_idle() as i64;
+            self.pool_connections
+                .with_label_values(&[name, "idle"])
+                .set(idle);
+            self.pool_connections
+                .with_label_values(&[name, "in_use"])
+                .set(i64::from(pool.size()) - idle);
+        }
+        if let Some(r) = replica {
+            self.replica_lag
+                .with_label_values(&["lag_bytes"])
+                .set(r.lag_bytes);
+            self.replica_lag
+                .with_label_values(&["reachable"])
+                .set(i64::from(r.reachable));
+            self.replica_lag
+                .with_label_values(&["fresh"])
+                .set(i64::from(r.fresh));
+        }
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()

@@ -194,6 +194,18 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
             let primary = crate::db::connect(options, &config.app, urls.pooled)
                 .await
                 .context("cannot connect to DATABASE_URL")?;
+            let read = match &urls.read {
+                Some(url) => Some((
+                    crate::db::connect_lazy(
+                        PgConnectOptions::from_str(url.expose_secret())
+                            .context("DATABASE_READ_URL is not a valid PostgreSQL URL")?,
+                        &config.app,
+                        urls.pooled,
+                    ),
+                    urls.read_max_lag,
+                )),
+                None => None,
+            };
             let secret = config
                 .jwt_secret
                 .as_ref()
@@ -203,7 +215,11 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                 .as_ref()
                 .context("PAYMENT_WEBHOOK_SECRET is required with DATABASE_URL")?;
             Ok(Database {
-                dbs: Databases { primary, listen },
+                dbs: Databases {
+                    primary,
+                    listen,
+                    read,
+                },
                 embedded: None,
                 jwt_secret: secret.expose_secret().as_bytes().to_vec(),
                 webhook_secret: webhook.expose_secret().as_bytes().to_vec(),
@@ -237,7 +253,11 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                     .into_bytes(),
             };
             Ok(Database {
-                dbs: Databases { primary, listen },
+                dbs: Databases {
+                    primary,
+                    listen,
+                    read: None,
+                },
                 embedded: Some(pg),
                 jwt_secret: secret,
                 webhook_secret,

@@ -12,6 +12,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::AuthContext;
 use crate::config::AppSettings;
+use crate::db::replica::Replica;
 use crate::db::Databases;
 use crate::email::outbox::Mailer;
 use crate::error::ApiError;
@@ -83,7 +84,9 @@ impl Application {
         let Databases {
             primary: pool,
             listen: listen_options,
+            read,
         } = dbs.into();
+        let replica = read.map(|(db, max_lag)| Replica::new(db, pool.clone(), max_lag));
         let auth = web::Data::new(AuthContext::new(pool.clone(), &settings, secrets.jwt));
         let webhook_url = format!(
             "{}/api/v1/payments/webhook",
@@ -92,6 +95,7 @@ impl Application {
         let state = web::Data::new(AppState::new(
             pool,
             listen_options,
+            replica,
             settings,
             public_url,
             secrets.payment_webhook,
@@ -202,6 +206,9 @@ impl Application {
                 state.engine.clone(),
             )),
         ];
+        if let Some(replica) = &state.replica {
+            tasks.push(tokio::spawn(Arc::clone(replica).watch()));
+        }
         // actix-web stops on SIGINT/SIGTERM by itself; this only ends the
         // event streams it would otherwise wait for until its timeout.
         if self.handle_signals {

@@ -9,6 +9,7 @@ use governor::DefaultKeyedRateLimiter;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::config::{AppSettings, PaymentProvider};
+use crate::db::replica::Replica;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::limits::{keyed_limiter, rate_limited};
@@ -24,6 +25,8 @@ pub struct AppState {
     pub pool: Db,
     /// Straight to the primary, for the `LISTEN` connection.
     pub listen_options: PgConnectOptions,
+    /// The streaming replica for reads that tolerate lag, if configured.
+    pub replica: Option<Arc<Replica>>,
     pub settings: AppSettings,
     pub engine: PurchaseEngine,
     /// Live sale state: status, SSE, fail-fast refusals.
@@ -55,6 +58,7 @@ impl AppState {
     pub fn new(
         pool: Db,
         listen_options: PgConnectOptions,
+        replica: Option<Arc<Replica>>,
         settings: AppSettings,
         public_url: String,
         webhook_secret: &[u8],
@@ -86,6 +90,22 @@ impl AppState {
             settings,
             pool,
             listen_options,
+            replica,
+        }
+    }
+
+    /// Where a read that tolerates lag goes: the replica while it is fresh,
+    /// else the primary. Counted by role in `/metrics`.
+    pub fn reads(&self) -> &Db {
+        match self.replica.as_ref().and_then(|r| r.fresh()) {
+            Some(db) => {
+                self.metrics.reads.with_label_values(&["replica"]).inc();
+                db
+            }
+            None => {
+                self.metrics.reads.with_label_values(&["primary"]).inc();
+                &self.pool
+            }
         }
     }
 

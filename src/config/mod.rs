@@ -45,6 +45,10 @@ pub struct DatabaseUrls {
     pub listen: Option<SecretString>,
     /// `primary` is a transaction-mode pooler (`DATABASE_POOLER=transaction`).
     pub pooled: bool,
+    /// A streaming replica for reads that tolerate lag (`DATABASE_READ_URL`).
+    pub read: Option<SecretString>,
+    /// How far behind the replica may be (`DATABASE_READ_MAX_LAG_MS`).
+    pub read_max_lag: std::time::Duration,
 }
 
 /// Everything the process reads from its environment.

@@ -172,15 +172,19 @@ impl<G: Fn(&str) -> Option<String>> Env<G> {
     pub(super) fn config(mut self) -> Result<Config, String> {
         let listen = self.text("DATABASE_LISTEN_URL").map(SecretString::from);
         let pooled = self.choice("DATABASE_POOLER") == "transaction";
+        let read = self.text("DATABASE_READ_URL").map(SecretString::from);
+        let read_max_lag = Duration::from_millis(self.int("DATABASE_READ_MAX_LAG_MS"));
         let database = match self.text("DATABASE_URL") {
             Some(url) => DatabaseSource::Url(DatabaseUrls {
                 primary: url.into(),
                 listen,
                 pooled,
+                read,
+                read_max_lag,
             }),
-            None if listen.is_some() || pooled => {
+            None if listen.is_some() || pooled || read.is_some() => {
                 self.errors.push(
-                    "DATABASE_LISTEN_URL and DATABASE_POOLER describe the operator's PostgreSQL: set DATABASE_URL too".into(),
+                    "DATABASE_LISTEN_URL, DATABASE_POOLER and DATABASE_READ_URL describe the operator's PostgreSQL: set DATABASE_URL too".into(),
                 );
                 DatabaseSource::Embedded {
                     data_dir: PathBuf::new(),

@@ -78,6 +78,20 @@ pub const VARS: &[Var] = &[
         doc: "straight to the primary, not through a pooler: `LISTEN` and the migrations",
     },
     Var {
+        name: "DATABASE_READ_URL",
+        unset: Means("reads go to the primary"),
+        allowed: Prefix(&["postgres://", "postgresql://"]),
+        secret: true,
+        doc: "a streaming replica for the reads that tolerate lag (catalog, product pages, best sellers, search, seller revenue), behind the same kind of pooler as `DATABASE_URL`",
+    },
+    Var {
+        name: "DATABASE_READ_MAX_LAG_MS",
+        unset: Value("1000"),
+        allowed: Int { min: 100, max: 600000 },
+        secret: false,
+        doc: "the replica serves reads only while it has replayed what the primary had half this long ago (checked that often); otherwise they go to the primary",
+    },
+    Var {
         name: "FLASHSALE_DATA_DIR",
         unset: Value("./flashsale-data"),
         allowed: Text("a directory"),

@@ -13,6 +13,7 @@ pub mod payments;
 mod pool;
 pub mod products;
 pub mod queue;
+pub mod replica;
 pub mod sales;
 
 use std::time::Duration;
@@ -53,6 +54,9 @@ pub struct Databases {
     /// Straight to the primary: the `LISTEN` connection, whose subscriptions
     /// are session state.
     pub listen: PgConnectOptions,
+    /// A streaming replica for reads that tolerate lag, and how far behind
+    /// it may be (see [`replica`]).
+    pub read: Option<(Db, Duration)>,
 }
 
 impl From<PgPool> for Databases {
@@ -61,8 +65,22 @@ impl From<PgPool> for Databases {
         Databases {
             listen: (*pool.connect_options()).clone(),
             primary: Db::direct(pool),
+            read: None,
         }
     }
+}
+
+/// [`connect`], but opening connections only when they are asked for: a
+/// replica that is down at start-up does not stop the server.
+pub fn connect_lazy(options: PgConnectOptions, settings: &AppSettings, pooled: bool) -> Db {
+    let options = Db::connect_options_for(options, pooled);
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(settings.db_acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .test_before_acquire(false)
+        .connect_lazy_with(options.application_name("flashsale"));
+    Db::new(pool, pooled)
 }
 
 /// Applies the migrations in `migrations/` (embedded at build time). Their

@@ -14,6 +14,7 @@
 mod bouncer;
 mod cluster;
 mod scratch;
+mod standby;
 
 use std::fs;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -120,60 +121,7 @@ impl EmbeddedPg {
             .trim()
             .to_string();
 
-        // A unix socket path is limited to ~107 bytes; fall back to TCP only.
-        let socket_ok = run_dir.as_os_str().len() + "/.s.PGSQL.65535".len() < 100;
-        let port = free_port()?;
-        let log_path = data_dir.join("postgres.log");
-        // The log may quote statements and their values: owner only.
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&log_path)
-            .map_err(io(format!("opening {}", log_path.display())))?;
-        fs::set_permissions(&log_path, fs::Permissions::from_mode(0o600))
-            .map_err(io(format!("restricting {}", log_path.display())))?;
-        let log_err = log.try_clone().map_err(io("opening the server log"))?;
-
-        let mut cmd = Command::new(bin.join("postgres"));
-        cmd.arg("-D")
-            .arg(&pgdata)
-            .arg("-p")
-            .arg(port.to_string())
-            .arg("-k")
-            .arg(if socket_ok {
-                run_dir.as_os_str()
-            } else {
-                "".as_ref()
-            })
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", &format!("max_connections={}", opts.max_connections)])
-            .args(["-c", "timezone=UTC"])
-            .args(["-c", "log_min_messages=warning"]);
-        if opts.ephemeral {
-            cmd.args([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-            ]);
-        }
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
-        let spawn = spawn_bound(cmd, run_as.as_ref());
-        let (pid, exited) = spawn?;
-
-        let pg = EmbeddedPg {
-            data_dir: data_dir.clone(),
-            socket_dir: socket_ok.then_some(run_dir),
-            port,
-            password,
-            pid,
-            exited: Mutex::new(Some(exited)),
-        };
-        pg.wait_ready(&pgdata, &log_path)?;
-        Ok(pg)
+        launch(&bin, data_dir, run_dir, password, run_as, opts)
     }
 
     fn wait_ready(&self, pgdata: &Path, log_path: &Path) -> Result<(), EmbeddedError> {
@@ -258,6 +206,73 @@ impl EmbeddedPg {
             let _ = rx.recv_timeout(Duration::from_secs(5));
         }
     }
+}
+
+/// Starts `postgres` on the cluster in `data_dir/pg` and waits until it
+/// accepts connections.
+fn launch(
+    bin: &Path,
+    data_dir: PathBuf,
+    run_dir: PathBuf,
+    password: String,
+    run_as: Option<RunAs>,
+    opts: &EmbeddedOptions,
+) -> Result<EmbeddedPg, EmbeddedError> {
+    let pgdata = data_dir.join("pg");
+    // A unix socket path is limited to ~107 bytes; fall back to TCP only.
+    let socket_ok = run_dir.as_os_str().len() + "/.s.PGSQL.65535".len() < 100;
+    let port = free_port()?;
+    let log_path = data_dir.join("postgres.log");
+    // The log may quote statements and their values: owner only.
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .map_err(io(format!("opening {}", log_path.display())))?;
+    fs::set_permissions(&log_path, fs::Permissions::from_mode(0o600))
+        .map_err(io(format!("restricting {}", log_path.display())))?;
+    let log_err = log.try_clone().map_err(io("opening the server log"))?;
+
+    let mut cmd = Command::new(bin.join("postgres"));
+    cmd.arg("-D")
+        .arg(&pgdata)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-k")
+        .arg(if socket_ok {
+            run_dir.as_os_str()
+        } else {
+            "".as_ref()
+        })
+        .args(["-c", "listen_addresses=127.0.0.1"])
+        .args(["-c", &format!("max_connections={}", opts.max_connections)])
+        .args(["-c", "timezone=UTC"])
+        .args(["-c", "log_min_messages=warning"]);
+    if opts.ephemeral {
+        cmd.args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]);
+    }
+    cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);
+    let spawn = spawn_bound(cmd, run_as.as_ref());
+    let (pid, exited) = spawn?;
+
+    let pg = EmbeddedPg {
+        data_dir: data_dir.clone(),
+        socket_dir: socket_ok.then_some(run_dir),
+        port,
+        password,
+        pid,
+        exited: Mutex::new(Some(exited)),
+    };
+    pg.wait_ready(&pgdata, &log_path)?;
+    Ok(pg)
 }
 
 impl Drop for EmbeddedPg {

@@ -24,12 +24,23 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// The database answers.
+/// The primary answers: ready. The answer says which database roles this
+/// instance reaches: `primary`, and with `DATABASE_READ_URL` the replica as
+/// its last probe found it (a replica that is down or behind only sends the
+/// reads to the primary).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "ready"), (status = 503, description = "database unreachable")))]
+    responses((status = 200, description = "ready: `{status, databases: {primary, replica?: {reachable, fresh, lag_bytes}}}`"),
+              (status = 503, description = "the primary is unreachable")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match crate::db::ping(&state.pool).await {
-        Ok(_) => HttpResponse::Ok().json(serde_json::json!({ "status": "ready" })),
+        Ok(_) => {
+            let mut databases = serde_json::json!({ "primary": "ok" });
+            if let Some(r) = &state.replica {
+                databases["replica"] = serde_json::json!(r.state());
+            }
+            HttpResponse::Ok()
+                .json(serde_json::json!({ "status": "ready", "databases": databases }))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             HttpResponse::ServiceUnavailable()
@@ -60,7 +71,18 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&state.pool)))
+        .body({
+            let mut pools = vec![
+                ("primary", &state.pool),
+                ("engine", state.engine.own_pool()),
+            ];
+            if let Some(r) = &state.replica {
+                pools.push(("replica", r.db()));
+            }
+            state
+                .metrics
+                .render(&pools, state.replica.as_ref().map(|r| r.state()))
+        }))
 }
 
 async fn docs_redirect() -> HttpResponse {

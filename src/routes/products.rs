@@ -60,14 +60,15 @@ pub async fn list(
     }
     .parse()?;
     Ok(web::Json(Items {
-        items: products::list(&state.pool, sort, search, q.seller_id, limit, offset).await?,
+        // The catalog, best sellers and search tolerate the replica's lag.
+        items: products::list(state.reads(), sort, search, q.seller_id, limit, offset).await?,
     }))
 }
 
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog",
     responses((status = 200, body = Product), (status = 404, description = "not_found")))]
 pub async fn get(state: web::Data<AppState>, id: web::Path<i64>) -> ApiResult<web::Json<Product>> {
-    Ok(web::Json(products::get(&state.pool, *id).await?))
+    Ok(web::Json(products::get(state.reads(), *id).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

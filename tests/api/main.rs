@@ -31,6 +31,7 @@ mod pooler;
 mod purchase;
 mod queue;
 mod rbac;
+mod replica;
 mod sales;
 mod search;
 mod tls;

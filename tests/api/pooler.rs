@@ -43,6 +43,7 @@ async fn pooled_instance(app: &TestApp) -> Option<(TestApp, PgBouncer)> {
     let dbs = Databases {
         primary,
         listen: (*app.pool.connect_options()).clone(),
+        read: None,
     };
     let pooled = serve_on(app.db_name.clone(), settings, dbs, app.pool.clone()).await;
     Some((pooled, bouncer))
