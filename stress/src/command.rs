@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use stress::environment::{default_server_env, start_cluster, Environment};
+use stress::environment::{default_server_env, start_cluster, Environment, Topology};
 use stress::provision::AdminLogin;
 use stress::scenario::{Common, Scenario};
 use stress::{report, run_and_verify};
@@ -16,8 +16,8 @@ pub(crate) async fn execute(
     hold: HoldArgs,
     scenario: Scenario,
 ) -> anyhow::Result<bool> {
-    if a.pooler.is_some() && !a.targets.is_empty() {
-        anyhow::bail!("--pooler needs the self-contained mode: drop --target");
+    if (a.pooler.is_some() || a.replica) && !a.targets.is_empty() {
+        anyhow::bail!("--pooler and --replica need the self-contained mode: drop --target");
     }
     if a.chaos.is_some() && !a.targets.is_empty() {
         anyhow::bail!("--chaos needs the self-contained mode: drop --target");
@@ -44,15 +44,18 @@ pub(crate) async fn execute(
             a.instances
         );
         let instances = a.instances.max(1);
-        let pool_size = a
-            .pooler
-            .as_ref()
-            .map(|_| a.pool_size.unwrap_or(10 * instances as u32).max(1));
-        Environment::self_contained_behind(
+        let topology = Topology {
+            pool_size: a
+                .pooler
+                .as_ref()
+                .map(|_| a.pool_size.unwrap_or(10 * instances as u32).max(1)),
+            replica: a.replica,
+        };
+        Environment::self_contained_with(
             instances,
             &server_env,
             &std::env::current_exe()?,
-            pool_size,
+            topology,
         )
         .await?
     } else {

@@ -60,6 +60,18 @@ pub fn default_server_env() -> Vec<(String, String)> {
     .collect()
 }
 
+/// What stands around the private cluster in the self-contained mode.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Topology {
+    /// A private PgBouncer in transaction mode lending at most this many
+    /// server connections, between the instances and the cluster (their
+    /// `LISTEN` goes straight to it, as in production).
+    pub pool_size: Option<u32>,
+    /// A hot standby streaming from the cluster, for the instances' reads
+    /// that tolerate lag (`DATABASE_READ_URL`).
+    pub replica: bool,
+}
+
 /// The instances under load and the ways to reach their database.
 pub struct Environment {
     /// Base URLs, e.g. `http://127.0.0.1:8080`; requests go round-robin.
@@ -78,6 +90,8 @@ pub struct Environment {
     embedded: Option<EmbeddedPg>,
     /// The PgBouncer in front of it and its pool size (`--pooler`).
     bouncer: Option<(PgBouncer, u32)>,
+    /// A hot standby of it that serves the instances' reads (`--replica`).
+    standby: Option<EmbeddedPg>,
     /// Restarts of the embedded cluster (self-contained only).
     cluster: Option<Arc<ClusterControl>>,
     servers: Vec<Child>,
@@ -92,19 +106,19 @@ impl Environment {
         server_env: &[(String, String)],
         server_exe: &std::path::Path,
     ) -> anyhow::Result<Environment> {
-        Environment::self_contained_behind(instances, server_env, server_exe, None).await
+        Environment::self_contained_with(instances, server_env, server_exe, Topology::default())
+            .await
     }
 
-    /// [`Environment::self_contained`], with the instances' pools going
-    /// through a private PgBouncer in transaction mode that lends at most
-    /// `pool_size` server connections, when given (their `LISTEN` goes
-    /// straight to the cluster, as in production).
-    pub async fn self_contained_behind(
+    /// [`Environment::self_contained`], with the database pieces `topology`
+    /// asks for around the cluster.
+    pub async fn self_contained_with(
         instances: usize,
         server_env: &[(String, String)],
         server_exe: &std::path::Path,
-        pool_size: Option<u32>,
+        topology: Topology,
     ) -> anyhow::Result<Environment> {
+        let pool_size = topology.pool_size;
         let scratch = flashsale::embedded_pg::scratch_dir("flashsale-stress")?;
         let pg = start_cluster(scratch.join("db")).await?;
         flashsale::run::create_database(&pg, DB_NAME).await?;
@@ -118,7 +132,20 @@ impl Environment {
             Some(n) => Some(PgBouncer::start(&pg, &scratch.join("bouncer"), n).await?),
             None => None,
         };
-        let db_env: Vec<(&str, String)> = match &bouncer {
+        let standby = if topology.replica {
+            let opts = EmbeddedOptions {
+                data_dir: scratch.join("standby"),
+                bin_dir: std::env::var_os("PG_BIN_DIR").map(PathBuf::from),
+                ephemeral: false,
+                max_connections: 300,
+            };
+            // Blocking for the seconds of a base backup of a new cluster,
+            // before anything else runs.
+            Some(EmbeddedPg::start_standby(&pg, &opts)?)
+        } else {
+            None
+        };
+        let mut db_env: Vec<(&str, String)> = match &bouncer {
             Some(b) => vec![
                 ("DATABASE_URL", b.url(DB_NAME)),
                 ("DATABASE_POOLER", "transaction".into()),
@@ -126,6 +153,9 @@ impl Environment {
             ],
             None => vec![("DATABASE_URL", pg.url(DB_NAME))],
         };
+        if let Some(standby) = &standby {
+            db_env.push(("DATABASE_READ_URL", standby.url(DB_NAME)));
+        }
         let secret = random_secret();
         let webhook_secret = random_secret();
         let mut servers = Vec::new();
@@ -158,6 +188,7 @@ impl Environment {
             cluster: Some(Arc::new(ClusterControl::new(pg.data_dir())?)),
             embedded: Some(pg),
             bouncer: bouncer.map(|b| (b, pool_size.unwrap_or(0))),
+            standby,
             servers,
             scratch: Some(scratch),
         };
@@ -208,6 +239,7 @@ impl Environment {
             cluster: None,
             embedded: None,
             bouncer: None,
+            standby: None,
             servers: Vec::new(),
             scratch: None,
         };
@@ -332,7 +364,12 @@ impl Environment {
 
     /// Where the database lives, for the report.
     pub fn describe(&self) -> String {
-        match (&self.embedded, &self.bouncer) {
+        let replica = if self.standby.is_some() {
+            ", with a streaming replica for reads"
+        } else {
+            ""
+        };
+        let what = match (&self.embedded, &self.bouncer) {
             (Some(_), Some((_, n))) => format!(
                 "{} self-started instance(s) behind PgBouncer (transaction mode, pool of {n}) on a private PostgreSQL",
                 self.targets.len()
@@ -342,7 +379,13 @@ impl Environment {
                 self.targets.len()
             ),
             (None, _) => format!("{} running instance(s)", self.targets.len()),
-        }
+        };
+        format!("{what}{replica}")
+    }
+
+    /// Whether a hot standby serves the instances' reads.
+    pub fn has_replica(&self) -> bool {
+        self.standby.is_some()
     }
 
     /// The pool size of the PgBouncer in front of the cluster, if any.
@@ -374,6 +417,9 @@ impl Environment {
             pool.close().await;
         }
         drop(self.bouncer.take());
+        if let Some(standby) = self.standby.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(standby)).await;
+        }
         if let Some(c) = self.cluster.take() {
             let _ = tokio::task::spawn_blocking(move || c.stop_if_restarted()).await;
         }

@@ -51,6 +51,12 @@ pub async fn run_and_verify(
         (Some(db), Some(n)) => Some(verify::pooler::Watch::start(db.clone(), n)),
         _ => None,
     };
+    let replica = match (&env.db, env.has_replica()) {
+        (Some(db), true) => {
+            Some(verify::replica::Watch::start(db.clone(), env.targets.clone()).await)
+        }
+        _ => None,
+    };
     // The fault waits for this run's load to start, not a previous run's.
     env.load_clock().send_replace(None);
     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
@@ -71,6 +77,10 @@ pub async fn run_and_verify(
         None => None,
     };
     let pooler = match pooler {
+        Some(w) => Some(w.finish().await),
+        None => None,
+    };
+    let replica = match replica {
         Some(w) => Some(w.finish().await),
         None => None,
     };
@@ -141,6 +151,7 @@ pub async fn run_and_verify(
     summary.cart = cart;
     summary.queue = queue;
     summary.pooler = pooler;
+    summary.replica = replica;
     summary.chaos = struck.map(|s| chaos::facts(&s, &run.ledger));
     Ok(summary)
 }

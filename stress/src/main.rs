@@ -216,6 +216,10 @@ struct CommonArgs {
     /// a third of the instances' own pools).
     #[arg(long, requires = "pooler")]
     pool_size: Option<u32>,
+    /// Start a hot standby of the private cluster (self-contained mode) and
+    /// send the instances' reads that tolerate lag to it (`DATABASE_READ_URL`).
+    #[arg(long)]
+    replica: bool,
     /// Extra environment for self-started instances, `KEY=VALUE` (repeatable).
     #[arg(long = "server-env")]
     server_env: Vec<String>,

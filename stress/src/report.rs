@@ -104,6 +104,8 @@ pub struct Summary {
     pub queue: Option<crate::verify::queue::QueueFacts>,
     /// With `--pooler`: the server connections PgBouncer held.
     pub pooler: Option<crate::verify::pooler::PoolerFacts>,
+    /// With `--replica`: who served the reads, and the replay lag.
+    pub replica: Option<crate::verify::replica::ReplicaFacts>,
     pub latency: Vec<LatencyRow>,
     pub answers: Vec<AnswerRow>,
     pub timeline: Vec<Slice>,
@@ -278,6 +280,7 @@ pub fn summarize(
         cart: None,
         queue: None,
         pooler: None,
+        replica: None,
         latency,
         answers,
         timeline,

@@ -7,7 +7,8 @@
 //! scenario and the payment checks in `harness/checkout.rs`, the `cart`
 //! scenario and the catalog checks in `harness/cart.rs`, the `queue`
 //! scenario and the waiting room's checks in `harness/queue.rs`, a run behind
-//! PgBouncer (`--pooler`) in `harness/pooler.rs`.
+//! PgBouncer (`--pooler`) in `harness/pooler.rs`, one with a read replica
+//! (`--replica`) in `harness/replica.rs`.
 
 #[path = "harness/cart.rs"]
 mod cart;
@@ -19,6 +20,8 @@ mod checkout;
 mod pooler;
 #[path = "harness/queue.rs"]
 mod queue;
+#[path = "harness/replica.rs"]
+mod replica;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

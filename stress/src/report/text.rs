@@ -95,6 +95,13 @@ pub fn text(s: &Summary) -> String {
             p.max_server_connections, p.pool_size, p.samples
         );
     }
+    if let Some(r) = &s.replica {
+        let _ = writeln!(
+            o,
+            "replica    {:.0} reads served by the replica, {:.0} by the primary (replica not fresh); replay lag at most {:.1} ms, streaming in {} of {} samples",
+            r.replica_reads, r.primary_reads, r.max_replay_lag_ms, r.streaming_samples, r.samples
+        );
+    }
     match &s.sampling {
         Some(x) => {
             let _ = writeln!(

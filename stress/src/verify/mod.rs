@@ -16,6 +16,7 @@ pub mod during;
 pub mod payments;
 pub mod pooler;
 pub mod queue;
+pub mod replica;
 
 use std::collections::HashMap;
 

@@ -5,7 +5,7 @@
 //! message where pgbouncer is not installed (scripts/test installs it).
 
 use flashsale::embedded_pg::PgBouncer;
-use stress::environment::{default_server_env, Environment};
+use stress::environment::{default_server_env, Environment, Topology};
 use stress::scenario::Scenario;
 
 use super::{common, stress_exe};
@@ -17,10 +17,13 @@ async fn an_exact_run_behind_pgbouncer_holds_every_invariant_within_the_pool() {
         return;
     }
     let pool = 6;
-    let env =
-        Environment::self_contained_behind(3, &default_server_env(), &stress_exe(), Some(pool))
-            .await
-            .unwrap();
+    let topology = Topology {
+        pool_size: Some(pool),
+        replica: false,
+    };
+    let env = Environment::self_contained_with(3, &default_server_env(), &stress_exe(), topology)
+        .await
+        .unwrap();
     assert!(env.describe().contains("PgBouncer"), "{}", env.describe());
     let summary = stress::run_and_verify(
         &env,
