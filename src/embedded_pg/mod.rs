@@ -96,22 +96,13 @@ impl EmbeddedPg {
     /// server and waits until it accepts connections. Blocking: call it from
     /// `spawn_blocking` in async code.
     pub fn start(opts: &EmbeddedOptions) -> Result<EmbeddedPg, EmbeddedError> {
-        let bin = find_bin_dir(opts.bin_dir.as_deref())?;
-        let run_as = unprivileged_user()?;
-
-        let data_dir = &opts.data_dir;
-        fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
-        let data_dir = data_dir
-            .canonicalize()
-            .map_err(io(format!("resolving {}", data_dir.display())))?;
-        let pgdata = data_dir.join("pg");
-        let run_dir = data_dir.join("run");
-        fs::create_dir_all(&run_dir).map_err(io("creating the socket directory"))?;
-        if let Some(user) = &run_as {
-            check_reachable(&data_dir)?;
-            chown(&run_dir, user)?;
-        }
-
+        let Dirs {
+            bin,
+            run_as,
+            data_dir,
+            pgdata,
+            run_dir,
+        } = Dirs::make(opts)?;
         let password_file = data_dir.join("pg-password");
         if !pgdata.join("PG_VERSION").exists() {
             init_cluster(&bin, &pgdata, &password_file, run_as.as_ref())?;
@@ -205,6 +196,46 @@ impl EmbeddedPg {
             }
             let _ = rx.recv_timeout(Duration::from_secs(5));
         }
+    }
+}
+
+/// Where a cluster lives and who runs it.
+struct Dirs {
+    bin: PathBuf,
+    run_as: Option<RunAs>,
+    /// `opts.data_dir`, made and resolved.
+    data_dir: PathBuf,
+    /// The cluster itself: `data_dir/pg`.
+    pgdata: PathBuf,
+    /// The socket directory: `data_dir/run`.
+    run_dir: PathBuf,
+}
+
+impl Dirs {
+    /// Finds the binaries and the user, and makes the directories, which
+    /// that user must reach.
+    fn make(opts: &EmbeddedOptions) -> Result<Dirs, EmbeddedError> {
+        let bin = find_bin_dir(opts.bin_dir.as_deref())?;
+        let run_as = unprivileged_user()?;
+        let data_dir = &opts.data_dir;
+        fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(io(format!("resolving {}", data_dir.display())))?;
+        let pgdata = data_dir.join("pg");
+        let run_dir = data_dir.join("run");
+        fs::create_dir_all(&run_dir).map_err(io("creating the socket directory"))?;
+        if let Some(user) = &run_as {
+            check_reachable(&data_dir)?;
+            chown(&run_dir, user)?;
+        }
+        Ok(Dirs {
+            bin,
+            run_as,
+            data_dir,
+            pgdata,
+            run_dir,
+        })
     }
 }
 

@@ -7,8 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use super::cluster::{check_reachable, chown, find_bin_dir, unprivileged_user};
-use super::{io, launch, EmbeddedError, EmbeddedOptions, EmbeddedPg, SUPERUSER};
+use super::cluster::chown;
+use super::{io, launch, Dirs, EmbeddedError, EmbeddedOptions, EmbeddedPg, SUPERUSER};
 
 impl EmbeddedPg {
     /// Copies `primary` into `opts.data_dir` (which must hold no cluster
@@ -18,20 +18,16 @@ impl EmbeddedPg {
         primary: &EmbeddedPg,
         opts: &EmbeddedOptions,
     ) -> Result<EmbeddedPg, EmbeddedError> {
-        let bin = find_bin_dir(opts.bin_dir.as_deref())?;
-        let run_as = unprivileged_user()?;
-        let data_dir = &opts.data_dir;
-        fs::create_dir_all(data_dir).map_err(io(format!("creating {}", data_dir.display())))?;
-        let data_dir = data_dir
-            .canonicalize()
-            .map_err(io(format!("resolving {}", data_dir.display())))?;
-        let pgdata = data_dir.join("pg");
-        let run_dir = data_dir.join("run");
-        fs::create_dir_all(&run_dir).map_err(io("creating the socket directory"))?;
+        let Dirs {
+            bin,
+            run_as,
+            data_dir,
+            pgdata,
+            run_dir,
+        } = Dirs::make(opts)?;
+        // pg_basebackup, run as that user, makes `pgdata` inside.
         if let Some(user) = &run_as {
-            check_reachable(&data_dir)?;
             chown(&data_dir, user)?;
-            chown(&run_dir, user)?;
         }
         // -R writes standby.signal and the primary's connection, password
         // included, into postgresql.auto.conf.

@@ -192,18 +192,8 @@ async fn a_pool_with_named_statements_breaks_on_the_same_pgbouncer() {
         .await
         .expect("connect");
     let mut failures = 0;
-    let mut set = JoinSet::new();
-    for i in 0..16 {
-        let plain = plain.clone();
-        set.spawn(async move {
-            sqlx::query_scalar::<_, i64>("select $1::bigint")
-                .bind(i as i64)
-                .fetch_one(&plain)
-                .await
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        if let Err(e) = r.expect("task") {
+    for r in sixteen_at_once(plain).await {
+        if let Err(e) = r {
             assert!(e.to_string().contains("prepared statement"), "{e}");
             failures += 1;
         }
@@ -218,17 +208,30 @@ async fn a_pool_with_named_statements_breaks_on_the_same_pgbouncer() {
     let db: Db = flashsale::db::connect(options, &settings, true)
         .await
         .expect("connect");
+    for r in sixteen_at_once(db).await {
+        r.expect("a statement on the pooled handle");
+    }
+}
+
+/// Sixteen statements at once on `pool`, each on its own task.
+async fn sixteen_at_once<P>(pool: P) -> Vec<Result<i64, sqlx::Error>>
+where
+    P: Clone + Send + Sync + 'static,
+    for<'e> &'e P: sqlx::PgExecutor<'e>,
+{
     let mut set = JoinSet::new();
-    for i in 0..16 {
-        let db = db.clone();
+    for i in 0..16i64 {
+        let pool = pool.clone();
         set.spawn(async move {
             sqlx::query_scalar::<_, i64>("select $1::bigint")
-                .bind(i as i64)
-                .fetch_one(&db)
+                .bind(i)
+                .fetch_one(&pool)
                 .await
         });
     }
+    let mut all = Vec::new();
     while let Some(r) = set.join_next().await {
-        r.expect("task").expect("a statement on the pooled handle");
+        all.push(r.expect("task"));
     }
+    all
 }
