@@ -9,6 +9,7 @@
 //! can be logged whole.
 
 mod parse;
+mod table;
 pub mod vars;
 
 #[cfg(test)]

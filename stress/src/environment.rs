@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use flashsale::auth::JwtKeys;
 use flashsale::embedded_pg::{EmbeddedOptions, EmbeddedPg, PgBouncer};
+
+pub use crate::servers::{default_server_env, start_cluster};
+use crate::servers::{free_port, random_secret};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::process::{Child, Command};
@@ -37,28 +40,6 @@ pub struct Stocked {
 
 /// The database name used inside the harness's private cluster.
 pub const DB_NAME: &str = "flashsale";
-
-/// Settings the harness gives the servers it starts: cheap hashing (buyers are
-/// made by SQL anyway) and per-user limits out of the way, since the harness
-/// measures the stock path, not the limiter. Scheduled email jobs stay off so
-/// that the servers do only the measured work (emails wait in the outbox:
-/// the harness sets no transport).
-pub fn default_server_env() -> Vec<(String, String)> {
-    [
-        ("BCRYPT_COST", "4"),
-        ("PURCHASE_RATE_PER_SEC", "1000"),
-        ("PURCHASE_BURST", "1000"),
-        ("AUTH_RATE_PER_SEC", "100000"),
-        ("AUTH_BURST", "100000"),
-        ("DB_MAX_CONNECTIONS", "20"),
-        ("DB_ACQUIRE_TIMEOUT_MS", "10000"),
-        ("RUST_LOG", "warn"),
-        ("JOBS_ENABLED", "false"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
 
 /// What stands around the private cluster in the self-contained mode.
 #[derive(Clone, Copy, Debug, Default)]
@@ -430,27 +411,4 @@ impl Environment {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-/// Starts a durable private cluster (fsync on, like a real deployment).
-pub async fn start_cluster(dir: PathBuf) -> anyhow::Result<EmbeddedPg> {
-    let opts = EmbeddedOptions {
-        data_dir: dir,
-        bin_dir: std::env::var_os("PG_BIN_DIR").map(PathBuf::from),
-        ephemeral: false,
-        max_connections: 300,
-    };
-    Ok(tokio::task::spawn_blocking(move || EmbeddedPg::start(&opts)).await??)
-}
-
-fn random_secret() -> String {
-    use rand::Rng;
-    let bytes: [u8; 32] = rand::thread_rng().gen();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }

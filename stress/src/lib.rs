@@ -17,6 +17,8 @@ pub mod provision;
 pub mod report;
 /// The scenarios.
 pub mod scenario;
+/// The private cluster and the servers' settings.
+pub mod servers;
 /// The invariants checked during and after every run.
 pub mod verify;
 
