@@ -304,15 +304,17 @@ impl From<anyhow::Error> for ApiError {
 }
 
 /// Whether a database error means "the database cannot be reached right now"
-/// (full pool, connection refused or lost, server shutting down) rather than a
-/// fault in the request.
+/// (full pool, connection refused or lost, server shutting down, read-only
+/// during a failover) rather than a fault in the request.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
         sqlx::Error::Database(db) => matches!(
             db.code().as_deref(),
-            // admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections
-            Some("57P01") | Some("57P02") | Some("57P03") | Some("53300")
+            // admin_shutdown, crash_shutdown, cannot_connect_now,
+            // too_many_connections, and read_only_sql_transaction (a standby
+            // answering while a failover is under way)
+            Some("57P01") | Some("57P02") | Some("57P03") | Some("53300") | Some("25006")
         ),
         _ => false,
     }

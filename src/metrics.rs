@@ -1,7 +1,8 @@
 //! Prometheus metrics, rendered as text at `/metrics`.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 use crate::db::replica::ReplicaState;
@@ -20,6 +21,7 @@ pub struct Metrics {
     pub reads: IntCounterVec,
     pool_connections: IntGaugeVec,
     replica_lag: IntGaugeVec,
+    failovers: IntGauge,
 }
 
 impl Metrics {
@@ -72,6 +74,11 @@ impl Metrics {
             &["measure"],
         )
         .expect("static metric definition");
+        let failovers = IntGauge::new(
+            "db_primary_failovers",
+            "Times the pools moved to another primary host (DATABASE_URL naming several hosts)",
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -79,6 +86,7 @@ impl Metrics {
             Box::new(pool_connections.clone()),
             Box::new(reads.clone()),
             Box::new(replica_lag.clone()),
+            Box::new(failovers.clone()),
         ] {
             // Names are fixed and distinct, so registration cannot collide.
             let _ = registry.register(c);
@@ -91,12 +99,22 @@ impl Metrics {
             reads,
             pool_connections,
             replica_lag,
+            failovers,
         }
     }
 
     /// The Prometheus text exposition of every metric.
     /// `pools` are named (`primary`, `engine`, `replica`).
-    pub fn render(&self, pools: &[(&str, &Db)], replica: Option<ReplicaState>) -> String {
+    /// `failovers`: the primary's follower's count, when it has one.
+    pub fn render(
+        &self,
+        pools: &[(&str, &Db)],
+        replica: Option<ReplicaState>,
+        failovers: Option<u64>,
+    ) -> String {
+        if let Some(n) = failovers {
+            self.failovers.set(n as i64);
+        }
         for (name, pool) in pools {
             let idle = pool.num_idle() as i64;
             self.pool_connections

@@ -15,6 +15,7 @@ use rand::RngCore;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::config::{Config, DatabaseSource, ExposeSecret};
+use crate::db::failover::{split_hosts, Follower};
 use crate::db::Databases;
 use crate::embedded_pg::{EmbeddedOptions, EmbeddedPg};
 use crate::startup::{Application, Listen, Secrets};
@@ -180,20 +181,20 @@ impl Database {
 async fn open_database(config: &Config) -> anyhow::Result<Database> {
     match &config.database {
         DatabaseSource::Url(urls) => {
-            let options = PgConnectOptions::from_str(urls.primary.expose_secret())
-                .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-            let (listen, named) = match &urls.listen {
-                Some(url) => (
-                    PgConnectOptions::from_str(url.expose_secret())
-                        .context("DATABASE_LISTEN_URL is not a valid PostgreSQL URL")?,
-                    "DATABASE_LISTEN_URL",
-                ),
-                None => (options.clone(), "DATABASE_URL"),
+            let (options, follower) = target(urls.primary.expose_secret(), "DATABASE_URL").await?;
+            let (listen, listen_follower, named) = match &urls.listen {
+                Some(url) => {
+                    let (o, f) = target(url.expose_secret(), "DATABASE_LISTEN_URL").await?;
+                    (o, f, "DATABASE_LISTEN_URL")
+                }
+                None => (options.clone(), follower.clone(), "DATABASE_URL"),
             };
             migrate_on(&listen, named, &config.app).await?;
-            let primary = crate::db::connect(options, &config.app, urls.pooled)
-                .await
-                .context("cannot connect to DATABASE_URL")?;
+            let primary = match &follower {
+                Some(f) => crate::db::connect_following(f, &config.app, urls.pooled).await,
+                None => crate::db::connect(options, &config.app, urls.pooled).await,
+            }
+            .context("cannot connect to DATABASE_URL")?;
             let read = match &urls.read {
                 Some(url) => Some((
                     crate::db::connect_lazy(
@@ -218,6 +219,7 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                 dbs: Databases {
                     primary,
                     listen,
+                    listen_follower,
                     read,
                 },
                 embedded: None,
@@ -256,6 +258,7 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
                 dbs: Databases {
                     primary,
                     listen,
+                    listen_follower: None,
                     read: None,
                 },
                 embedded: Some(pg),
@@ -264,6 +267,28 @@ async fn open_database(config: &Config) -> anyhow::Result<Database> {
             })
         }
     }
+}
+
+/// The options of `url` (the variable `named`), and when it names hosts to
+/// follow (see [`crate::db::failover`]), the follower pointing at the one
+/// that accepts writes.
+async fn target(
+    url: &str,
+    named: &str,
+) -> anyhow::Result<(PgConnectOptions, Option<Arc<Follower>>)> {
+    let invalid = || format!("{named} is not a valid PostgreSQL URL");
+    let Some(urls) = split_hosts(url).map_err(|e| anyhow::anyhow!("{named}: {e}"))? else {
+        return Ok((PgConnectOptions::from_str(url).with_context(invalid)?, None));
+    };
+    let hosts = urls
+        .iter()
+        .map(|u| PgConnectOptions::from_str(u))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(invalid)?;
+    let follower = Follower::find(hosts)
+        .await
+        .map_err(|e| anyhow::anyhow!("{named}: {e}"))?;
+    Ok((follower.current(), Some(follower)))
 }
 
 /// Applies the migrations over one connection straight to the primary (their

@@ -84,6 +84,7 @@ impl Application {
         let Databases {
             primary: pool,
             listen: listen_options,
+            listen_follower,
             read,
         } = dbs.into();
         let replica = read.map(|(db, max_lag)| Replica::new(db, pool.clone(), max_lag));
@@ -94,7 +95,7 @@ impl Application {
         );
         let state = web::Data::new(AppState::new(
             pool,
-            listen_options,
+            (listen_options, listen_follower),
             replica,
             settings,
             public_url,
@@ -208,6 +209,16 @@ impl Application {
         ];
         if let Some(replica) = &state.replica {
             tasks.push(tokio::spawn(Arc::clone(replica).watch()));
+        }
+        let primary = state.pool.follower();
+        if let Some(f) = primary {
+            tasks.push(tokio::spawn(Arc::clone(f).watch()));
+        }
+        match &state.listen_follower {
+            Some(f) if !primary.is_some_and(|p| Arc::ptr_eq(p, f)) => {
+                tasks.push(tokio::spawn(Arc::clone(f).watch()))
+            }
+            _ => {}
         }
         // actix-web stops on SIGINT/SIGTERM by itself; this only ends the
         // event streams it would otherwise wait for until its timeout.
@@ -369,6 +380,9 @@ async fn listen(state: Arc<AppState>, auth: Arc<AuthContext>) {
     let direct = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect_lazy_with(state.listen_options.clone());
+    if let Some(f) = &state.listen_follower {
+        f.adopt(&direct, |o| o);
+    }
     loop {
         let mut listener = match PgListener::connect_with(&direct).await {
             Ok(l) => l,

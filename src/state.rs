@@ -9,6 +9,7 @@ use governor::DefaultKeyedRateLimiter;
 use sqlx::postgres::PgConnectOptions;
 
 use crate::config::{AppSettings, PaymentProvider};
+use crate::db::failover::Follower;
 use crate::db::replica::Replica;
 use crate::db::Db;
 use crate::error::ApiError;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub pool: Db,
     /// Straight to the primary, for the `LISTEN` connection.
     pub listen_options: PgConnectOptions,
+    /// What re-points it after a failover, when its URL names hosts to follow.
+    pub listen_follower: Option<Arc<Follower>>,
     /// The streaming replica for reads that tolerate lag, if configured.
     pub replica: Option<Arc<Replica>>,
     pub settings: AppSettings,
@@ -53,11 +56,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state of a server on `pool`; links in emails start with
-    /// `public_url`.
+    /// The state of a server on `pool`, listening with `listen`'s options
+    /// (and follower); links in emails start with `public_url`.
     pub fn new(
         pool: Db,
-        listen_options: PgConnectOptions,
+        (listen_options, listen_follower): (PgConnectOptions, Option<Arc<Follower>>),
         replica: Option<Arc<Replica>>,
         settings: AppSettings,
         public_url: String,
@@ -90,6 +93,7 @@ impl AppState {
             settings,
             pool,
             listen_options,
+            listen_follower,
             replica,
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod cart;
 pub mod catalog;
+pub mod failover;
 pub mod idempotency;
 pub mod orders;
 pub mod payments;
@@ -16,12 +17,14 @@ pub mod queue;
 pub mod replica;
 pub mod sales;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgExecutor, PgPool};
 
+use failover::Follower;
 pub use pool::Db;
 
 use crate::config::AppSettings;
@@ -34,16 +37,42 @@ pub async fn connect(
     settings: &AppSettings,
     pooled: bool,
 ) -> Result<Db, sqlx::Error> {
-    let options = Db::connect_options_for(options, pooled);
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.db_max_connections)
+    open(options, settings, pooled, None).await
+}
+
+/// [`connect`] to the host `follower` points at, and re-pointed by it when
+/// another host becomes the primary (see [`failover`]).
+pub async fn connect_following(
+    follower: &Arc<Follower>,
+    settings: &AppSettings,
+    pooled: bool,
+) -> Result<Db, sqlx::Error> {
+    open(follower.current(), settings, pooled, Some(follower)).await
+}
+
+async fn open(
+    options: PgConnectOptions,
+    settings: &AppSettings,
+    pooled: bool,
+    follower: Option<&Arc<Follower>>,
+) -> Result<Db, sqlx::Error> {
+    let pool = Db::drop_stale(pool_options(settings), follower)
         .min_connections(1.min(settings.db_max_connections))
+        .connect_with(Db::shape(options, pooled))
+        .await?;
+    let db = Db::new(pool, pooled);
+    Ok(match follower {
+        Some(f) => db.following(Arc::clone(f)),
+        None => db,
+    })
+}
+
+fn pool_options(settings: &AppSettings) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
         .acquire_timeout(settings.db_acquire_timeout)
         .idle_timeout(Some(Duration::from_secs(300)))
         .test_before_acquire(false)
-        .connect_with(options.application_name("flashsale"))
-        .await?;
-    Ok(Db::new(pool, pooled))
 }
 
 /// Where the engine reaches PostgreSQL.
@@ -54,6 +83,9 @@ pub struct Databases {
     /// Straight to the primary: the `LISTEN` connection, whose subscriptions
     /// are session state.
     pub listen: PgConnectOptions,
+    /// What re-points the `LISTEN` connection after a failover, when its URL
+    /// names hosts to follow.
+    pub listen_follower: Option<Arc<Follower>>,
     /// A streaming replica for reads that tolerate lag, and how far behind
     /// it may be (see [`replica`]).
     pub read: Option<(Db, Duration)>,
@@ -65,6 +97,7 @@ impl From<PgPool> for Databases {
         Databases {
             listen: (*pool.connect_options()).clone(),
             primary: Db::direct(pool),
+            listen_follower: None,
             read: None,
         }
     }
@@ -73,13 +106,7 @@ impl From<PgPool> for Databases {
 /// [`connect`], but opening connections only when they are asked for: a
 /// replica that is down at start-up does not stop the server.
 pub fn connect_lazy(options: PgConnectOptions, settings: &AppSettings, pooled: bool) -> Db {
-    let options = Db::connect_options_for(options, pooled);
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.db_max_connections)
-        .acquire_timeout(settings.db_acquire_timeout)
-        .idle_timeout(Some(Duration::from_secs(300)))
-        .test_before_acquire(false)
-        .connect_lazy_with(options.application_name("flashsale"));
+    let pool = pool_options(settings).connect_lazy_with(Db::shape(options, pooled));
     Db::new(pool, pooled)
 }
 

@@ -21,11 +21,15 @@
 //! lock is a session advisory lock) use a direct connection
 //! (`DATABASE_LISTEN_URL`); no statement `SET`s a session variable.
 
+use std::sync::Arc;
+
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt, TryStreamExt};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult, PgRow, PgStatement};
 use sqlx::{Describe, Either, Execute, Executor, PgPool, Postgres, Transaction};
+
+use super::failover::Follower;
 
 /// A pool, and whether a transaction-mode pooler stands in front of its
 /// server. Cheap to clone (the pool is shared).
@@ -33,6 +37,9 @@ use sqlx::{Describe, Either, Execute, Executor, PgPool, Postgres, Transaction};
 pub struct Db {
     pool: PgPool,
     pooled: bool,
+    /// What re-points the pool after a failover, when its URL names hosts
+    /// to follow (see [`super::failover`]).
+    follower: Option<Arc<Follower>>,
 }
 
 impl Db {
@@ -41,13 +48,47 @@ impl Db {
         Db {
             pool,
             pooled: false,
+            follower: None,
         }
     }
 
     /// A pool to a transaction-mode pooler when `pooled` (see the module
     /// docs), else straight to PostgreSQL.
     pub fn new(pool: PgPool, pooled: bool) -> Db {
-        Db { pool, pooled }
+        Db {
+            pool,
+            pooled,
+            follower: None,
+        }
+    }
+
+    /// This pool, re-pointed by `follower` from now on. Its options must
+    /// carry [`Db::drop_stale`]'s hook, and be the follower's current host's
+    /// as [`Db::shape`] makes them.
+    pub fn following(mut self, follower: Arc<Follower>) -> Db {
+        let pooled = self.pooled;
+        follower.adopt(&self.pool, move |o| Db::shape(o, pooled));
+        self.follower = Some(follower);
+        self
+    }
+
+    /// The follower that re-points this pool, if any.
+    pub fn follower(&self) -> Option<&Arc<Follower>> {
+        self.follower.as_ref()
+    }
+
+    /// `options` with a hook that drops, when acquired, every connection
+    /// opened before `follower` last re-pointed the pool: after a failover
+    /// none reaches the old primary.
+    pub fn drop_stale(options: PgPoolOptions, follower: Option<&Arc<Follower>>) -> PgPoolOptions {
+        let Some(follower) = follower else {
+            return options;
+        };
+        let epoch = follower.epoch();
+        options.before_acquire(move |_conn, meta| {
+            let fresh = !epoch.is_stale(&meta);
+            Box::pin(async move { Ok(fresh) })
+        })
     }
 
     /// The pool itself. Statements run on it are not wrapped in
@@ -74,16 +115,23 @@ impl Db {
         }
     }
 
+    /// The options of the engine's pools to the server `options` reaches.
+    pub fn shape(options: PgConnectOptions, pooled: bool) -> PgConnectOptions {
+        Db::connect_options_for(options, pooled).application_name("flashsale")
+    }
+
     /// A second pool to the same server with the same options and mode, of
     /// at most `max` connections, opened lazily.
     pub fn sibling(&self, max: u32) -> Db {
-        let pool = PgPoolOptions::new()
+        let options = PgPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(self.pool.options().get_acquire_timeout())
+            .acquire_timeout(self.pool.options().get_acquire_timeout());
+        let pool = Db::drop_stale(options, self.follower.as_ref())
             .connect_lazy_with((*self.pool.connect_options()).clone());
-        Db {
-            pool,
-            pooled: self.pooled,
+        let db = Db::new(pool, self.pooled);
+        match &self.follower {
+            Some(f) => db.following(Arc::clone(f)),
+            None => db,
         }
     }
 

@@ -32,6 +32,7 @@ use cluster::{check_reachable, chown, init_cluster, unprivileged_user, RunAs};
 pub use bouncer::{PgBouncer, POOL_ROLE};
 pub use cluster::find_bin_dir;
 pub use scratch::scratch_dir;
+pub use standby::make_synchronous;
 
 /// What went wrong starting the private cluster. The messages are meant for
 /// the person who ran the command.

@@ -1,11 +1,13 @@
 //! A hot standby of a private cluster, streaming from it: made by
 //! `pg_basebackup -R` and started read-only. For the test suite and the
-//! stress harness (a replica for reads).
+//! stress harness (a replica for reads, and a failover: the primary stopped
+//! at once, the standby promoted).
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use super::cluster::chown;
 use super::{io, launch, Dirs, EmbeddedError, EmbeddedOptions, EmbeddedPg, SUPERUSER};
@@ -73,5 +75,77 @@ impl EmbeddedPg {
             run_as,
             opts,
         )
+    }
+}
+
+impl EmbeddedPg {
+    /// Immediate shutdown (SIGQUIT to the postmaster): every server process
+    /// quits at once, as in a crash, without a checkpoint and without
+    /// sending a standby the WAL not sent yet. Blocking, up to 10 s.
+    pub fn stop_immediately(&self) {
+        let Ok(mut guard) = self.exited.lock() else {
+            return;
+        };
+        let Some(rx) = guard.take() else { return };
+        // SAFETY: kill(2) with a pid we started; no memory is touched.
+        unsafe {
+            libc::kill(self.pid, libc::SIGQUIT);
+        }
+        let _ = rx.recv_timeout(Duration::from_secs(10));
+    }
+
+    /// Promotes this standby (`pg_promote`), returning once it accepts
+    /// writes.
+    pub async fn promote(&self) -> Result<(), sqlx::Error> {
+        use sqlx::{ConnectOptions, Connection};
+        let mut conn = self.connect_options("postgres").connect().await?;
+        let promoted: bool = sqlx::query_scalar("select pg_promote(true, 60)")
+            .fetch_one(&mut conn)
+            .await?;
+        let _ = conn.close().await;
+        if promoted {
+            Ok(())
+        } else {
+            Err(sqlx::Error::Protocol(
+                "the standby was not promoted within 60 s".into(),
+            ))
+        }
+    }
+}
+
+/// Makes every standby of the primary `pool` reaches synchronous
+/// (`synchronous_standby_names = '*'`) and `database` wait for it
+/// (`synchronous_commit = on`, set on the database: a private cluster made
+/// `ephemeral` runs with it off on its command line, which only a
+/// database's or a role's setting overrides). A commit in `database` is
+/// then acknowledged once a standby has flushed it, for sessions opened
+/// from now on. Returns once a standby streams as synchronous (within 30 s).
+pub async fn make_synchronous(pool: &sqlx::PgPool, database: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("alter system set synchronous_standby_names = '*'")
+        .execute(pool)
+        .await?;
+    sqlx::query("select pg_reload_conf()").execute(pool).await?;
+    let quoted = database.replace('"', "\"\"");
+    sqlx::query(&format!(
+        "alter database \"{quoted}\" set synchronous_commit = on"
+    ))
+    .execute(pool)
+    .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let sync: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_replication where sync_state = 'sync'",
+        )
+        .fetch_one(pool)
+        .await?;
+        if sync > 0 {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(sqlx::Error::Protocol(
+                "no standby became synchronous within 30 s".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

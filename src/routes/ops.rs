@@ -25,16 +25,21 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// The primary answers: ready. The answer says which database roles this
-/// instance reaches: `primary`, and with `DATABASE_READ_URL` the replica as
-/// its last probe found it (a replica that is down or behind only sends the
-/// reads to the primary).
+/// instance reaches: `primary`; when `DATABASE_URL` names several hosts, the
+/// one it follows now and how many times it moved (`following`); and with
+/// `DATABASE_READ_URL` the replica as its last probe found it (a replica that
+/// is down or behind only sends the reads to the primary).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "ready: `{status, databases: {primary, replica?: {reachable, fresh, lag_bytes}}}`"),
+    responses((status = 200, description = "ready: `{status, databases: {primary, following?: {host, failovers}, replica?: {reachable, fresh, lag_bytes}}}`"),
               (status = 503, description = "the primary is unreachable")))]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     match crate::db::ping(&state.pool).await {
         Ok(_) => {
             let mut databases = serde_json::json!({ "primary": "ok" });
+            if let Some(f) = state.pool.follower() {
+                databases["following"] =
+                    serde_json::json!({ "host": f.current_host(), "failovers": f.failovers() });
+            }
             if let Some(r) = &state.replica {
                 databases["replica"] = serde_json::json!(r.state());
             }
@@ -79,9 +84,11 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> ApiResult<
             if let Some(r) = &state.replica {
                 pools.push(("replica", r.db()));
             }
-            state
-                .metrics
-                .render(&pools, state.replica.as_ref().map(|r| r.state()))
+            state.metrics.render(
+                &pools,
+                state.replica.as_ref().map(|r| r.state()),
+                state.pool.follower().map(|f| f.failovers()),
+            )
         }))
 }
 

@@ -19,6 +19,7 @@ mod combiner;
 mod concurrency;
 mod dockerfile;
 mod email;
+mod failover;
 mod fuzz;
 mod holds;
 mod hostile;

@@ -43,6 +43,7 @@ async fn pooled_instance(app: &TestApp) -> Option<(TestApp, PgBouncer)> {
     let dbs = Databases {
         primary,
         listen: (*app.pool.connect_options()).clone(),
+        listen_follower: None,
         read: None,
     };
     let pooled = serve_on(app.db_name.clone(), settings, dbs, app.pool.clone()).await;

@@ -15,7 +15,8 @@ use sqlx::PgPool;
 
 use crate::helpers::{body, serve_on, test_settings, TestApp};
 
-const DB: &str = "shop";
+/// The database of the private primary and its standby.
+pub(crate) const DB: &str = "shop";
 const MAX_LAG: Duration = Duration::from_millis(400);
 
 /// Polls `/readyz` until the replica's `fresh` is `want` (at most 20 s).
@@ -74,9 +75,18 @@ async fn list_book(app: &TestApp, token: &str, name: &str) {
     assert_eq!(status, 201, "{v}");
 }
 
-#[tokio::test]
-async fn the_catalog_reads_the_replica_while_it_is_fresh_and_the_primary_while_it_lags() {
-    let dir = scratch_dir("flashsale-test-replica").expect("scratch");
+/// A private primary in a scratch directory named after `name`, with the
+/// migrated database [`DB`], a pool to it, and a hot standby streaming
+/// from it; and the directory to remove at the end.
+pub(crate) async fn primary_and_standby(
+    name: &str,
+) -> (
+    std::sync::Arc<EmbeddedPg>,
+    EmbeddedPg,
+    PgPool,
+    std::path::PathBuf,
+) {
+    let dir = scratch_dir(name).expect("scratch");
     let options = |d: &str| EmbeddedOptions {
         data_dir: dir.join(d),
         bin_dir: None,
@@ -103,6 +113,12 @@ async fn the_catalog_reads_the_replica_while_it_is_fresh_and_the_primary_while_i
         .await
         .unwrap()
         .expect("start the standby");
+    (primary, standby, pool, dir)
+}
+
+#[tokio::test]
+async fn the_catalog_reads_the_replica_while_it_is_fresh_and_the_primary_while_it_lags() {
+    let (primary, standby, pool, dir) = primary_and_standby("flashsale-test-replica").await;
 
     let settings = test_settings();
     let dbs = Databases {
@@ -110,6 +126,7 @@ async fn the_catalog_reads_the_replica_while_it_is_fresh_and_the_primary_while_i
             .await
             .expect("the primary's pool"),
         listen: primary.connect_options(DB),
+        listen_follower: None,
         read: Some((
             flashsale::db::connect_lazy(standby.connect_options(DB), &settings, false),
             MAX_LAG,
