@@ -60,7 +60,7 @@ pub const VARS: &[Var] = &[
         unset: Means("unset"),
         allowed: Prefix(&["postgres://", "postgresql://"]),
         secret: true,
-        doc: "PostgreSQL to use; unset starts the embedded private cluster",
+        doc: "PostgreSQL to use; unset starts the embedded private cluster. Several hosts (`postgres://u:p@db1:5432,db2:5432/shop?target_session_attrs=read-write`): the engine uses the one that accepts writes and follows a failover to another",
     },
     Var {
         name: "DATABASE_POOLER",
@@ -74,7 +74,7 @@ pub const VARS: &[Var] = &[
         unset: Means("`DATABASE_URL`"),
         allowed: Prefix(&["postgres://", "postgresql://"]),
         secret: true,
-        doc: "straight to the primary, not through a pooler: `LISTEN` and the migrations",
+        doc: "straight to the primary, not through a pooler: `LISTEN` and the migrations; may name several hosts as `DATABASE_URL` may",
     },
     Var {
         name: "DATABASE_READ_URL",

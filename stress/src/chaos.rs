@@ -1,15 +1,17 @@
 //! Faults in the middle of a run (`--chaos KIND[@TIME]`, self-contained
-//! only): SIGKILL of one instance, a fast restart of PostgreSQL, or a crash
+//! only): SIGKILL of one instance, a fast restart of PostgreSQL, a crash
 //! of PostgreSQL (SIGKILL of the postmaster) and its start with crash
-//! recovery. The time counts from the start of the run's load (for `exact`,
+//! recovery, or a failover: the primary stopped at once and its standby
+//! promoted. The time counts from the start of the run's load (for `exact`,
 //! the sale's opening).
 //!
 //! The fault runs beside the load, on the load's own clock, and records when
 //! it struck and, for the database, when PostgreSQL accepted a connection
 //! again (a probe that connects every 20 ms and asks when the postmaster
 //! started, so the old server, still up for a moment after a restart was
-//! asked for, does not count). [`facts`] then reads the recovery from the
-//! ledger: the time to the next 201 and the `busy` answers in between.
+//! asked for, does not count); for a failover, when the promoted standby
+//! accepted writes. [`facts`] then reads the recovery from the ledger: the
+//! time to the next 201 and the `busy` answers in between.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -32,6 +34,9 @@ pub enum ChaosKind {
     RestartDb,
     /// SIGKILL to the postmaster, then a start (crash recovery).
     CrashDb,
+    /// `pg_ctl stop -m immediate` of the primary, then `pg_ctl promote` of
+    /// its standby (`--replica`), which the instances must follow.
+    Failover,
 }
 
 impl ChaosKind {
@@ -40,6 +45,7 @@ impl ChaosKind {
             ChaosKind::KillInstance => "kill-instance",
             ChaosKind::RestartDb => "restart-db",
             ChaosKind::CrashDb => "crash-db",
+            ChaosKind::Failover => "failover",
         }
     }
 }
@@ -59,7 +65,7 @@ pub const DEFAULT_AT: Duration = Duration::from_secs(2);
 impl FromStr for Chaos {
     type Err = String;
 
-    /// `kill-instance`, `restart-db` or `crash-db`, optionally `@2s`,
+    /// `kill-instance`, `restart-db`, `crash-db` or `failover`, optionally `@2s`,
     /// `@1.5s` or `@500ms`.
     fn from_str(s: &str) -> Result<Chaos, String> {
         let (kind, at) = match s.split_once('@') {
@@ -70,9 +76,10 @@ impl FromStr for Chaos {
             "kill-instance" => ChaosKind::KillInstance,
             "restart-db" => ChaosKind::RestartDb,
             "crash-db" => ChaosKind::CrashDb,
+            "failover" => ChaosKind::Failover,
             other => {
                 return Err(format!(
-                    "unknown fault {other:?}: kill-instance, restart-db or crash-db"
+                    "unknown fault {other:?}: kill-instance, restart-db, crash-db or failover"
                 ))
             }
         };
@@ -102,6 +109,9 @@ pub fn check(chaos: &Chaos, env: &Environment) -> anyhow::Result<()> {
     }
     if chaos.kind == ChaosKind::KillInstance && env.targets.len() < 2 {
         bail!("--chaos kill-instance needs --instances 2 or more (a survivor to sell through)");
+    }
+    if chaos.kind == ChaosKind::Failover && !env.can_fail_over() {
+        bail!("--chaos failover needs a standby to promote (--replica) and no pooler");
     }
     Ok(())
 }
@@ -189,6 +199,10 @@ pub async fn strike(
             restarted?;
             struck.back_us = Some(since(back?));
         }
+        ChaosKind::Failover => {
+            env.fail_over().await?;
+            struck.back_us = Some(since(Instant::now()));
+        }
     }
     Ok(Some(struck))
 }
@@ -233,16 +247,31 @@ pub struct ChaosFacts {
     pub created_before: u64,
     /// The instance killed (`kill-instance`).
     pub killed_instance: Option<usize>,
-    /// Seconds from the fault to PostgreSQL accepting a connection again.
+    /// Seconds from the fault to PostgreSQL accepting a connection again (the
+    /// promoted standby accepting writes, for `failover`).
     pub db_down_secs: Option<f64>,
-    /// Seconds from PostgreSQL accepting again (`restart-db`, `crash-db`) or
-    /// from the kill (`kill-instance`, on a survivor) to the next 201; none
+    /// Seconds from PostgreSQL accepting again (`restart-db`, `crash-db`),
+    /// from the promoted standby accepting writes (`failover`), or from the
+    /// kill (`kill-instance`, on a survivor) to the next 201; none
     /// when no 201 came after.
     pub recovery_secs: Option<f64>,
     /// `busy` answers from the fault to that 201.
     pub busy_since_fault: u64,
     /// `busy` answers from PostgreSQL accepting again to that 201.
     pub busy_during_recovery: u64,
+    /// What a `failover` lost.
+    pub failover: Option<FailoverFacts>,
+}
+
+/// The standby that was promoted, and what it lacked.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct FailoverFacts {
+    /// It was synchronous (`--sync-standby`): it must have every
+    /// acknowledged order.
+    pub synchronous: bool,
+    /// 201s whose order the promoted standby does not hold (none when the
+    /// database was not reachable to count them).
+    pub lost_acknowledged: Option<u64>,
 }
 
 /// Reads the recovery of a struck fault from the run's ledger.
@@ -281,6 +310,7 @@ pub fn facts(s: &Struck, ledger: &Ledger) -> ChaosFacts {
         } else {
             0
         },
+        failover: None,
     }
 }
 
@@ -302,6 +332,12 @@ mod tests {
         );
         let c: Chaos = "crash-db@1.5s".parse().unwrap();
         assert_eq!(c.at, Duration::from_millis(1500));
+        let c: Chaos = "failover@1s".parse().unwrap();
+        assert_eq!(
+            (c.kind, c.at),
+            (ChaosKind::Failover, Duration::from_secs(1))
+        );
+        assert_eq!(c.kind.name(), "failover");
         for bad in [
             "kill-db",
             "restart-db@",

@@ -28,6 +28,14 @@ pub(crate) async fn execute(
     {
         anyhow::bail!("--chaos kill-instance needs --instances 2 or more");
     }
+    if a.chaos
+        .is_some_and(|c| c.kind == stress::chaos::ChaosKind::Failover)
+        && (!a.replica || a.pooler.is_some())
+    {
+        anyhow::bail!(
+            "--chaos failover needs --replica (the standby to promote), without --pooler"
+        );
+    }
     let env = if a.targets.is_empty() {
         let mut server_env = default_server_env();
         if let Scenario::Cart(_) = scenario {
@@ -50,6 +58,7 @@ pub(crate) async fn execute(
                 .as_ref()
                 .map(|_| a.pool_size.unwrap_or(10 * instances as u32).max(1)),
             replica: a.replica,
+            sync_standby: a.sync_standby,
         };
         Environment::self_contained_with(
             instances,

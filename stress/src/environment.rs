@@ -10,6 +10,7 @@
 //! instance, restart or crash the cluster (the cluster side is in `cluster`).
 
 mod cluster;
+mod failover;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -51,6 +52,9 @@ pub struct Topology {
     /// A hot standby streaming from the cluster, for the instances' reads
     /// that tolerate lag (`DATABASE_READ_URL`).
     pub replica: bool,
+    /// The standby is synchronous: the cluster acknowledges a commit once
+    /// the standby has flushed it.
+    pub sync_standby: bool,
 }
 
 /// The instances under load and the ways to reach their database.
@@ -68,11 +72,13 @@ pub struct Environment {
     products: Arc<Mutex<Vec<Stocked>>>,
     /// When the current run's load started (its clock's zero), once it has.
     load_clock: Arc<watch::Sender<Option<Instant>>>,
-    embedded: Option<EmbeddedPg>,
+    embedded: Option<Arc<EmbeddedPg>>,
     /// The PgBouncer in front of it and its pool size (`--pooler`).
     bouncer: Option<(PgBouncer, u32)>,
-    /// A hot standby of it that serves the instances' reads (`--replica`).
+    /// A hot standby of it that serves the instances' reads (`--replica`),
+    /// and whether it is synchronous.
     standby: Option<EmbeddedPg>,
+    sync_standby: bool,
     /// Restarts of the embedded cluster (self-contained only).
     cluster: Option<Arc<ClusterControl>>,
     servers: Vec<Child>,
@@ -126,13 +132,18 @@ impl Environment {
         } else {
             None
         };
-        let mut db_env: Vec<(&str, String)> = match &bouncer {
-            Some(b) => vec![
+        if let (Some(_), true) = (&standby, topology.sync_standby) {
+            failover::make_synchronous(&pool).await?;
+        }
+        let mut db_env: Vec<(&str, String)> = match (&bouncer, &standby) {
+            (Some(b), _) => vec![
                 ("DATABASE_URL", b.url(DB_NAME)),
                 ("DATABASE_POOLER", "transaction".into()),
                 ("DATABASE_LISTEN_URL", pg.url(DB_NAME)),
             ],
-            None => vec![("DATABASE_URL", pg.url(DB_NAME))],
+            // Both hosts: the instances follow whichever accepts writes.
+            (None, Some(s)) => vec![("DATABASE_URL", failover::both_hosts(&pg, s))],
+            (None, None) => vec![("DATABASE_URL", pg.url(DB_NAME))],
         };
         if let Some(standby) = &standby {
             db_env.push(("DATABASE_READ_URL", standby.url(DB_NAME)));
@@ -167,8 +178,9 @@ impl Environment {
             products: Arc::default(),
             load_clock: Arc::new(watch::channel(None).0),
             cluster: Some(Arc::new(ClusterControl::new(pg.data_dir())?)),
-            embedded: Some(pg),
+            embedded: Some(Arc::new(pg)),
             bouncer: bouncer.map(|b| (b, pool_size.unwrap_or(0))),
+            sync_standby: standby.is_some() && topology.sync_standby,
             standby,
             servers,
             scratch: Some(scratch),
@@ -221,6 +233,7 @@ impl Environment {
             embedded: None,
             bouncer: None,
             standby: None,
+            sync_standby: false,
             servers: Vec::new(),
             scratch: None,
         };
@@ -345,10 +358,10 @@ impl Environment {
 
     /// Where the database lives, for the report.
     pub fn describe(&self) -> String {
-        let replica = if self.standby.is_some() {
-            ", with a streaming replica for reads"
-        } else {
-            ""
+        let replica = match (&self.standby, self.sync_standby) {
+            (Some(_), true) => ", with a synchronous streaming replica for reads",
+            (Some(_), false) => ", with a streaming replica for reads",
+            (None, _) => "",
         };
         let what = match (&self.embedded, &self.bouncer) {
             (Some(_), Some((_, n))) => format!(

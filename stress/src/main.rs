@@ -202,9 +202,11 @@ struct CommonArgs {
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
     /// A fault mid-run (self-contained mode): `kill-instance` (SIGKILL to one
-    /// of 2+ instances), `restart-db` (PostgreSQL fast restart) or `crash-db`
-    /// (SIGKILL to the postmaster, then crash recovery), optionally `@TIME`
-    /// after the load starts, e.g. `@3s`, `@500ms` (default 2 s).
+    /// of 2+ instances), `restart-db` (PostgreSQL fast restart), `crash-db`
+    /// (SIGKILL to the postmaster, then crash recovery) or `failover`
+    /// (immediate stop of the primary and promotion of the `--replica`),
+    /// optionally `@TIME` after the load starts, e.g. `@3s`, `@500ms`
+    /// (default 2 s).
     #[arg(long, value_name = "KIND[@TIME]")]
     chaos: Option<stress::chaos::Chaos>,
     /// Put a pooler between the self-started instances and their PostgreSQL,
@@ -220,6 +222,10 @@ struct CommonArgs {
     /// send the instances' reads that tolerate lag to it (`DATABASE_READ_URL`).
     #[arg(long)]
     replica: bool,
+    /// Make the `--replica` a synchronous standby: the primary acknowledges
+    /// a commit once the standby has it on disk.
+    #[arg(long, requires = "replica")]
+    sync_standby: bool,
     /// Extra environment for self-started instances, `KEY=VALUE` (repeatable).
     #[arg(long = "server-env")]
     server_env: Vec<String>,

@@ -8,7 +8,8 @@
 //! scenario and the catalog checks in `harness/cart.rs`, the `queue`
 //! scenario and the waiting room's checks in `harness/queue.rs`, a run behind
 //! PgBouncer (`--pooler`) in `harness/pooler.rs`, one with a read replica
-//! (`--replica`) in `harness/replica.rs`.
+//! (`--replica`) in `harness/replica.rs`, a failover to the standby in
+//! `harness/failover.rs`.
 
 #[path = "harness/cart.rs"]
 mod cart;
@@ -16,6 +17,8 @@ mod cart;
 mod chaos;
 #[path = "harness/checkout.rs"]
 mod checkout;
+#[path = "harness/failover.rs"]
+mod failover;
 #[path = "harness/pooler.rs"]
 mod pooler;
 #[path = "harness/queue.rs"]

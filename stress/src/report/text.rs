@@ -163,16 +163,19 @@ fn chaos(o: &mut String, c: &crate::chaos::ChaosFacts) {
         "chaos      {what} at {:.2} s, after {} purchase(s) created",
         c.struck_at_secs, c.created_before
     );
+    let failover = c.failover.is_some();
     if let Some(down) = c.db_down_secs {
-        let _ = writeln!(
-            o,
-            "           PostgreSQL accepted connections again {down:.2} s after the fault"
-        );
+        let back = if failover {
+            "the promoted standby accepted writes"
+        } else {
+            "PostgreSQL accepted connections again"
+        };
+        let _ = writeln!(o, "           {back} {down:.2} s after the fault");
     }
-    let from = if c.db_down_secs.is_some() {
-        "from PostgreSQL accepting again"
-    } else {
-        "from the kill, on a survivor"
+    let from = match (failover, c.db_down_secs.is_some()) {
+        (true, _) => "from the promotion",
+        (false, true) => "from PostgreSQL accepting again",
+        (false, false) => "from the kill, on a survivor",
     };
     match c.recovery_secs {
         Some(r) => {
@@ -184,8 +187,13 @@ fn chaos(o: &mut String, c: &crate::chaos::ChaosFacts) {
     }
     let after_back = if c.db_down_secs.is_some() {
         format!(
-            ", {} of them after PostgreSQL was back",
-            c.busy_during_recovery
+            ", {} of them after {}",
+            c.busy_during_recovery,
+            if failover {
+                "the promotion"
+            } else {
+                "PostgreSQL was back"
+            }
         )
     } else {
         String::new()
@@ -195,6 +203,27 @@ fn chaos(o: &mut String, c: &crate::chaos::ChaosFacts) {
         "           {} busy answer(s) from the fault to that 201{after_back}",
         c.busy_since_fault
     );
+    if let Some(f) = &c.failover {
+        let _ = writeln!(o, "lost       {}", lost_line(f));
+    }
+}
+
+/// What a failover lost, said plainly.
+fn lost_line(f: &crate::chaos::FailoverFacts) -> String {
+    match (f.lost_acknowledged, f.synchronous) {
+        (None, _) => "not counted: the database was not reachable".into(),
+        (Some(0), true) => "no acknowledged order (synchronous standby)".into(),
+        (Some(0), false) => {
+            "no acknowledged order, by luck: the standby was asynchronous and had received every commit".into()
+        }
+        (Some(n), true) => format!(
+            "{n} acknowledged order(s) (201) missing from the synchronous standby: a broken promise"
+        ),
+        (Some(n), false) => format!(
+            "{n} acknowledged order(s) (201) that the asynchronous standby never received; \
+             their buyers were told they had won. --sync-standby loses none"
+        ),
+    }
 }
 
 fn cart(o: &mut String, s: &Summary, c: &crate::verify::catalog::CartFacts) {

@@ -204,6 +204,29 @@ async fn check_answered(db: &PgPool, id: i64, ledger: &Ledger) -> anyhow::Result
     Ok(out)
 }
 
+/// The 201s of the run's sales that no order row matches: acknowledged
+/// orders the database lost (after a failover to an asynchronous standby,
+/// the commits it had not received). The same rows break
+/// `every_201_is_an_order`.
+pub async fn lost_acknowledged(
+    db: &PgPool,
+    sales: &[SaleInfo],
+    ledger: &Ledger,
+) -> anyhow::Result<u64> {
+    let ids: Vec<i64> = sales.iter().map(|s| s.id).collect();
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("select id, user_id from purchase_order where sale_id = any($1)")
+            .bind(&ids)
+            .fetch_all(db)
+            .await?;
+    let in_db: HashMap<i64, i64> = rows.into_iter().collect();
+    Ok(ledger
+        .successes
+        .iter()
+        .filter(|s| ids.contains(&s.sale_id) && in_db.get(&s.order_id) != Some(&s.user_id))
+        .count() as u64)
+}
+
 /// What the run's sales hold at the end, by the database.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Tally {

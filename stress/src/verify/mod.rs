@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::load::{is_documented, Kind, Ledger};
 use crate::provision::SaleInfo;
 
-pub use database::{check_database, tally, Tally};
+pub use database::{check_database, lost_acknowledged, tally, Tally};
 
 /// The statuses of a live order, as a SQL list.
 pub const LIVE: &str = "('pending_payment', 'paid', 'confirmed')";

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stress::chaos::{Chaos, ChaosKind};
-use stress::environment::{default_server_env, Environment};
+use stress::environment::{default_server_env, Environment, Topology};
 use stress::load::{Attempt, Ledger, Load};
 use stress::provision::Buyer;
 use stress::scenario::{Common, Scenario};
@@ -156,9 +156,19 @@ async fn a_deadlock_in_the_runs_database_fails_it() {
 /// A small `exact` run on `instances` instances with `kind` struck 300 ms in;
 /// the stock is large enough to be still selling then.
 async fn exact_with(kind: ChaosKind, instances: usize) -> stress::report::Summary {
-    let env = Environment::self_contained(instances, &default_server_env(), &stress_exe())
-        .await
-        .unwrap();
+    exact_on(kind, instances, Topology::default()).await
+}
+
+/// [`exact_with`] on the database pieces of `topology`.
+pub(super) async fn exact_on(
+    kind: ChaosKind,
+    instances: usize,
+    topology: Topology,
+) -> stress::report::Summary {
+    let env =
+        Environment::self_contained_with(instances, &default_server_env(), &stress_exe(), topology)
+            .await
+            .unwrap();
     let c = Common {
         chaos: Some(Chaos {
             kind,

@@ -19,7 +19,7 @@ async fn an_exact_run_behind_pgbouncer_holds_every_invariant_within_the_pool() {
     let pool = 6;
     let topology = Topology {
         pool_size: Some(pool),
-        replica: false,
+        ..Topology::default()
     };
     let env = Environment::self_contained_with(3, &default_server_env(), &stress_exe(), topology)
         .await

@@ -13,8 +13,8 @@ use super::{common, stress_exe};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mixed_run_reads_the_catalog_from_the_replica() {
     let topology = Topology {
-        pool_size: None,
         replica: true,
+        ..Topology::default()
     };
     let env = Environment::self_contained_with(2, &default_server_env(), &stress_exe(), topology)
         .await
