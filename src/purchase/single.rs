@@ -81,10 +81,13 @@ pub(super) async fn purchase(
         .bind(i64::from(qty))
         .execute(&mut *tx)
         .await?;
-    // One ticket buys once.
+    // One ticket buys once. `used_at` is the clock when it is used, after the
+    // admission check saw it admitted; the order's `created_at` is the
+    // transaction's start, which may come before an admission that committed
+    // while the transaction waited for the sale's lock.
     if sale.waiting_room {
         sqlx::query(
-            "update queue_ticket set used_at = now(), order_id = $3
+            "update queue_ticket set used_at = clock_timestamp(), order_id = $3
               where sale_id = $1 and user_id = $2",
         )
         .bind(req.sale_id)

@@ -283,9 +283,12 @@ async fn insert_orders(
            from ins",
         announce = remaining_announcement("$1", "s.remaining"),
         // One ticket buys once; a sale without a waiting room has no tickets,
-        // and its statement does not look for them.
+        // and its statement does not look for them. `used_at` is the clock
+        // now, after the lock's statement saw the ticket admitted (`now()`,
+        // the transaction's start, may precede an admission that committed
+        // while the batch waited for the lock).
         tickets = if sale.waiting_room {
-            ", t as (update queue_ticket q set used_at = now(), order_id = ins.id
+            ", t as (update queue_ticket q set used_at = clock_timestamp(), order_id = ins.id
                       from ins where q.sale_id = $1 and q.user_id = ins.user_id)"
         } else {
             ""

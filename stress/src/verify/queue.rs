@@ -277,8 +277,14 @@ pub async fn check(db: &PgPool, q: &QueueRun) -> anyhow::Result<(Vec<Violation>,
         "select count(*), count(*) filter (where not exists (
                     select 1 from queue_ticket t
                      where t.sale_id = o.sale_id and t.user_id = o.user_id and t.order_id = o.id
+                       -- What the engine decides by: admitted until after
+                       -- the purchase's transaction began...
                        and o.created_at < t.admitted_until
-                       and o.created_at >= t.admitted_until - make_interval(secs => $2)))
+                       -- ...and used (by the clock, after the check) once
+                       -- it was admitted. The order's created_at, the
+                       -- transaction's start, may come before an admission
+                       -- that committed while it waited for the lock.
+                       and t.used_at >= t.admitted_until - make_interval(secs => $2)))
            from purchase_order o where o.sale_id = $1",
     )
     .bind(q.sale_id)

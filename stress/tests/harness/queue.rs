@@ -111,6 +111,57 @@ async fn the_queue_checks_fail_a_line_drawn_in_join_order_or_with_a_gap() {
     assert!(rules(&v).contains(&"every_place_given_once"), "{v:?}");
 }
 
+#[tokio::test]
+async fn an_order_counts_as_admitted_when_its_ticket_was_used_after_the_admission() {
+    let db = fresh_db().await;
+    let (sale, _, users) = consistent_sale(&db).await;
+    sqlx::query("update sale set waiting_room = true, admission_secs = 120 where id = $1")
+        .bind(sale.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    sqlx::query("insert into sale_queue (sale_id, drawn_at, last_position, admitted_through) values ($1, now(), 2, 2)")
+        .bind(sale.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    // The first buyer's transaction began 5 ms before its admission committed
+    // (it waited for the sale's lock) and used the ticket after it: admitted.
+    // The second buyer's ticket was used before its admission: not admitted.
+    sqlx::query(
+        "insert into queue_ticket (sale_id, user_id, position, admitted_until, used_at, order_id)
+         select $1, o.user_id, x.p,
+                o.created_at + x.admitted + interval '120 seconds', o.created_at + x.used, o.id
+           from purchase_order o
+           join (values ($2::bigint, 1, interval '5 ms', interval '10 ms'),
+                        ($3::bigint, 2, interval '1 s', interval '500 ms')) as x(u, p, admitted, used)
+             on x.u = o.user_id
+          where o.sale_id = $1",
+    )
+    .bind(sale.id)
+    .bind(users[0])
+    .bind(users[1])
+    .execute(&db)
+    .await
+    .unwrap();
+    let run = QueueRun {
+        sale_id: sale.id,
+        stock: 10,
+        admit_per_sec: 100,
+        ..QueueRun::default()
+    };
+    let (v, facts) = queue::check(&db, &run).await.unwrap();
+    assert_eq!(
+        (facts.orders, facts.orders_without_admission),
+        (2, 1),
+        "{facts:?}"
+    );
+    assert!(
+        rules(&v).contains(&"no_purchase_without_admission"),
+        "{v:?}"
+    );
+}
+
 #[test]
 fn a_sample_with_a_line_out_of_order_is_a_violation() {
     let mut s = snapshot_of(8, 2, 2);
