@@ -123,9 +123,12 @@ impl Db {
     /// A second pool to the same server with the same options and mode, of
     /// at most `max` connections, opened lazily.
     pub fn sibling(&self, max: u32) -> Db {
+        // Like the first pool, a connection is not pinged before each use (a
+        // round trip per batch); one that died fails its statement instead.
         let options = PgPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(self.pool.options().get_acquire_timeout());
+            .acquire_timeout(self.pool.options().get_acquire_timeout())
+            .test_before_acquire(false);
         let pool = Db::drop_stale(options, self.follower.as_ref())
             .connect_lazy_with((*self.pool.connect_options()).clone());
         let db = Db::new(pool, self.pooled);

@@ -35,10 +35,10 @@ pub fn config(cfg: &mut web::ServiceConfig) {
     }))
     .service(
         // Sales first: routes are tried in order and each `{id}` pattern
-        // costs a regex match, so the purchase storm's route comes early.
+        // costs a regex match, so the purchase storm's and the queue's
+        // routes (under one sale's scope) come early.
         web::scope("/api/v1")
             .configure(sales::config)
-            .configure(queue::config)
             .configure(auth::config)
             .configure(account::config)
             .configure(products::config)

@@ -8,8 +8,9 @@ use crate::db::queue::Ticket;
 use crate::error::ApiResult;
 use crate::state::AppState;
 
+/// The line's routes, inside the scope of one sale (`/sales/{id}`).
 pub fn config(cfg: &mut web::ServiceConfig) {
-    cfg.service(at("/sales/{id}/queue").get(get).post(join));
+    cfg.service(at("/queue").get(get).post(join));
 }
 
 #[utoipa::path(post, path = "/api/v1/sales/{id}/queue", tag = "sales", security(("bearer" = [])),

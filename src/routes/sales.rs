@@ -18,11 +18,17 @@ use crate::purchase::PurchaseRequest;
 use crate::state::AppState;
 
 pub fn config(cfg: &mut web::ServiceConfig) {
+    // One sale's routes share one scope: its `{id}` costs one pattern match
+    // for all of them, and the paths after it are compared as plain text.
     cfg.service(at("/sales").get(list).post(create))
-        .service(at("/sales/{id}").get(get).patch(update))
-        .service(at("/sales/{id}/status").get(status))
-        .service(at("/sales/{id}/events").get(events))
-        .service(at("/sales/{id}/purchase").post(purchase))
+        .service(
+            web::scope("/sales/{id}")
+                .service(at("").get(get).patch(update))
+                .service(at("/status").get(status))
+                .service(at("/events").get(events))
+                .service(at("/purchase").post(purchase))
+                .configure(super::queue::config),
+        )
         .service(at("/admin/sales/{id}/stats").get(stats));
 }
 
