@@ -146,6 +146,11 @@ pub async fn join(
             (drawn, last) = (true, n);
         }
     }
+    if !drawn {
+        let rows = join_pre_queue(&mut tx, sale_id, users).await?;
+        tx.commit().await?;
+        return Ok(rows);
+    }
     // New tickets, each user once, in arrival order; after the draw each takes
     // the next place, and `last_position` moves by what was inserted. Every
     // look-up of a ticket is one probe of the (sale_id, user_id) key, forced
@@ -185,6 +190,83 @@ pub async fn join(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
+    Ok(rows)
+}
+
+/// Joins before the draw, under the line's lock: new tickets have no place,
+/// so one cached statement inserts them (a conflict on the ticket key means
+/// the user was there already, or twice in the batch), and only the users it
+/// did not insert have their tickets read. The line's facts are read after
+/// the insert, in the same transaction.
+async fn join_pre_queue(
+    tx: &mut PgConnection,
+    sale_id: i64,
+    users: &[i64],
+) -> Result<Vec<TicketRow>, sqlx::Error> {
+    // A user becomes a ticket only if the account exists: one probe of its
+    // key per user, forced by the correlated LATERAL whatever the statistics
+    // say (migrations/0009 states what keeps a ticket's references).
+    let created: Vec<i64> = sqlx::query_scalar(
+        "insert into queue_ticket (sale_id, user_id)
+         select $1, b.u from unnest($2::bigint[]) with ordinality as b(u, n)
+          cross join lateral (select 1 from app_user a where a.id = b.u limit 1) known
+          order by b.n
+         on conflict (sale_id, user_id) do nothing
+         returning user_id",
+    )
+    .bind(sale_id)
+    .bind(users)
+    .fetch_all(&mut *tx)
+    .await?;
+    let line: (i32, i32, i64, bool, DateTime<Utc>) = sqlx::query_as(
+        "select q.admitted_through, s.admit_per_sec, s.remaining,
+                s.cancelled_at is not null or clock_timestamp() >= s.ends_at,
+                clock_timestamp()
+           from sale_queue q join sale s on s.id = q.sale_id where q.sale_id = $1",
+    )
+    .bind(sale_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (admitted_through, admit_per_sec, remaining, closed, server_time) = line;
+    let mut rows: Vec<TicketRow> = created
+        .iter()
+        .map(|&user_id| TicketRow {
+            user_id,
+            position: None,
+            admitted_until: None,
+            used: false,
+            admitted_through,
+            admit_per_sec,
+            remaining,
+            closed,
+            server_time,
+            created: true,
+        })
+        .collect();
+    let made: std::collections::HashSet<i64> = created.into_iter().collect();
+    let mut others: Vec<i64> = users
+        .iter()
+        .copied()
+        .filter(|u| !made.contains(u))
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    if !others.is_empty() {
+        // One key probe per user (see `join`).
+        let old: Vec<TicketRow> = sqlx::query_as(&format!(
+            "select {TICKET_COLUMNS}, false as created
+               from unnest($2::bigint[]) as b(u)
+              cross join lateral (select * from queue_ticket x
+                                   where x.sale_id = $1 and x.user_id = b.u) t
+               join sale_queue q using (sale_id) join sale s on s.id = t.sale_id"
+        ))
+        .bind(sale_id)
+        .bind(&others)
+        .persistent(false)
+        .fetch_all(&mut *tx)
+        .await?;
+        rows.extend(old);
+    }
     Ok(rows)
 }
 

@@ -348,6 +348,7 @@ fn snapshot_of(remaining: i64, live_units: i64, sell_count: i64) -> Snapshot {
             overdue_holds: 0,
             queue_mismatch: 0,
             unadmitted_orders: 0,
+            dangling_tickets: 0,
         }],
         products: vec![],
     }

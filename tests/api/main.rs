@@ -31,6 +31,7 @@ mod payments;
 mod pooler;
 mod purchase;
 mod queue;
+mod queue_joins;
 mod rbac;
 mod replica;
 mod sales;

@@ -66,6 +66,9 @@ pub struct SaleSample {
     /// Orders of a waiting-room sale not bought on an admitted ticket before
     /// its admission lapsed.
     pub unadmitted_orders: i64,
+    /// Tickets without their sale's line, or used by an order that is not
+    /// of their sale and user (migrations/0009: no foreign key keeps them).
+    pub dangling_tickets: i64,
 }
 
 /// One consistent reading of every watched sale.
@@ -121,10 +124,16 @@ pub async fn snapshot_with(
                              select 1 from queue_ticket t
                               where t.sale_id = s.id and t.user_id = o.user_id
                                 and t.order_id = o.id and o.created_at < t.admitted_until))
-                     else 0 end::bigint as unadmitted_orders
+                     else 0 end::bigint as unadmitted_orders,
+                (case when sq.sale_id is null then qt.tickets else 0 end
+                 + (select count(*) from queue_ticket t
+                     where t.sale_id = s.id and t.order_id is not null
+                       and not exists (select 1 from purchase_order o where o.id = t.order_id
+                                          and o.sale_id = t.sale_id and o.user_id = t.user_id))
+                )::bigint as dangling_tickets
            from sale s join product p on p.id = s.product_id
            left join sale_queue sq on sq.sale_id = s.id
-           left join lateral (select count(t.position) as placed,
+           left join lateral (select count(*) as tickets, count(t.position) as placed,
                                      coalesce(max(t.position), 0) as top,
                                      count(t.admitted_until) as admitted
                                 from queue_ticket t where t.sale_id = s.id) qt on true
@@ -211,6 +220,11 @@ pub fn check(s: &Snapshot) -> Option<Violation> {
             Some(format!(
                 "sale {}: {} order(s) not bought on an admitted ticket",
                 x.sale_id, x.unadmitted_orders
+            ))
+        } else if x.dangling_tickets > 0 {
+            Some(format!(
+                "sale {}: {} ticket(s) without their line or with another's order",
+                x.sale_id, x.dangling_tickets
             ))
         } else if x.overdue_holds > 0 {
             Some(format!(

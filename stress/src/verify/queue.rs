@@ -122,6 +122,21 @@ pub async fn check(db: &PgPool, q: &QueueRun) -> anyhow::Result<(Vec<Violation>,
     .bind(q.sale_id)
     .fetch_one(db)
     .await?;
+    // Every ticket is an account's (no foreign key keeps it: migrations/0009;
+    // the sampler checks the tickets' lines and orders during the run).
+    let strangers: i64 = sqlx::query_scalar(
+        "select count(*) from queue_ticket t
+          where t.sale_id = $1 and not exists (select 1 from app_user a where a.id = t.user_id)",
+    )
+    .bind(q.sale_id)
+    .fetch_one(db)
+    .await?;
+    if strangers > 0 {
+        out.push(v(
+            "every_ticket_is_an_accounts",
+            format!("{strangers} ticket(s) of users who have no account"),
+        ));
+    }
     let by_user: HashMap<i64, &Ticket> = tickets.iter().map(|t| (t.user_id, t)).collect();
     let place = |u: i64| by_user.get(&u).and_then(|t| t.position).map(i64::from);
 

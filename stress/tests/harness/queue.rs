@@ -109,6 +109,15 @@ async fn the_queue_checks_fail_a_line_drawn_in_join_order_or_with_a_gap() {
         .unwrap();
     let (v, _) = queue::check(&db, &run).await.unwrap();
     assert!(rules(&v).contains(&"every_place_given_once"), "{v:?}");
+    assert!(!rules(&v).contains(&"every_ticket_is_an_accounts"), "{v:?}");
+    // A ticket of nobody (no foreign key refuses it).
+    sqlx::query("insert into queue_ticket (sale_id, user_id) values ($1, -1)")
+        .bind(sale.id)
+        .execute(&db)
+        .await
+        .unwrap();
+    let (v, _) = queue::check(&db, &run).await.unwrap();
+    assert!(rules(&v).contains(&"every_ticket_is_an_accounts"), "{v:?}");
 }
 
 #[tokio::test]
@@ -177,6 +186,14 @@ fn a_sample_with_a_line_out_of_order_is_a_violation() {
     assert!(
         v.detail
             .starts_with("sale 7: 2 order(s) not bought on an admitted ticket"),
+        "{v:?}"
+    );
+    let mut s = snapshot_of(8, 2, 2);
+    s.sales[0].dangling_tickets = 1;
+    let v = during::check(&s).expect("a ticket with another's order");
+    assert!(
+        v.detail
+            .starts_with("sale 7: 1 ticket(s) without their line"),
         "{v:?}"
     );
 }
