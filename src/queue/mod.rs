@@ -23,6 +23,9 @@ use crate::live::{Board, LiveSale, BOUNDARY_MARGIN};
 
 /// Most joins served by one transaction.
 const MAX_BATCH: usize = 2000;
+/// A batch smaller than this waits [`LINGER`] for more joins.
+const LINGER_BELOW: usize = 64;
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Joins this close to the start (by the estimated database clock) ask the
 /// database whether the draw is due.
 const DRAW_MARGIN: chrono::Duration = chrono::Duration::seconds(1);
@@ -141,7 +144,10 @@ impl Queue {
 }
 
 /// Serves one sale's joins: everyone who arrived while the previous batch ran
-/// goes in the next one, in arrival order.
+/// goes in the next one, in arrival order, and a batch of fewer than
+/// [`LINGER_BELOW`] waits [`LINGER`] for whoever comes meanwhile: with
+/// several instances each one's batches are small (a third of the storm), and
+/// then the transactions, not the tickets, are most of the database's work.
 async fn serve_line(
     pool: Db,
     board: Arc<Board>,
@@ -150,6 +156,17 @@ async fn serve_line(
 ) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A small batch waits a moment for more: each batch costs the
+        // database a transaction, and in a storm the wait fills it.
+        if batch.len() < LINGER_BELOW {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(join) => batch.push(join),
+                    Err(_) => break,
+                }
+            }
+        }
         let users: Vec<i64> = batch.iter().map(|(u, _)| *u).collect();
         // Well before the start (by the estimated database clock) the draw
         // cannot be due, and the batch need not ask.

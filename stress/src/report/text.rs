@@ -293,8 +293,8 @@ fn queue(o: &mut String, q: &crate::verify::queue::QueueFacts) {
     );
     let _ = writeln!(
         o,
-        "joins      {:.0}/s in the bots' burst ({} joins in {:.2} s; first joins alone {:.0}/s) against /healthz {:.0}/s: {:.2} (goal 0.50)",
-        q.joins_per_sec, q.burst_joins, q.burst_secs, q.first_joins_per_sec, q.health_per_sec, q.join_to_health
+        "joins      {:.0}/s in the bots' burst ({} joins answered in {:.2} s, {} of them the bots'; their first joins alone {:.0}/s) against /healthz {:.0}/s: {:.2} (goal 0.50)",
+        q.joins_per_sec, q.burst_joins, q.burst_secs, q.bot_joins, q.first_joins_per_sec, q.health_per_sec, q.join_to_health
     );
     let _ = writeln!(
         o,

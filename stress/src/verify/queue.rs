@@ -93,7 +93,9 @@ pub struct QueueFacts {
     pub health_per_sec: f64,
     /// Joins per second over `/healthz` per second (goal: at least 0.5).
     pub join_to_health: f64,
+    /// Joins answered in the burst, of them the bots', and its duration.
     pub burst_joins: u64,
+    pub bot_joins: u64,
     pub burst_secs: f64,
     pub sold_out_reads: usize,
 }
@@ -400,6 +402,7 @@ pub async fn check(db: &PgPool, q: &QueueRun) -> anyhow::Result<(Vec<Violation>,
         health_per_sec: q.health_per_sec,
         join_to_health: q.joins_per_sec / q.health_per_sec.max(1e-9),
         burst_joins: q.burst_joins,
+        bot_joins: q.bot_joins,
         burst_secs: q.burst_secs,
         sold_out_reads: q.after_sold_out.len(),
     };

@@ -140,15 +140,17 @@ pub struct QueueRun {
     pub bot_buys: Vec<(i64, String)>,
     /// Tickets read after the sell-out: (user, state).
     pub after_sold_out: Vec<(i64, String)>,
-    /// Joins answered per second in the bots' burst, and `/healthz` per
-    /// second from the same connections just before.
+    /// Joins answered per second in the bots' burst (everyone's), and
+    /// `/healthz` per second from the same connections just before.
     pub joins_per_sec: f64,
     pub health_per_sec: f64,
     /// The bots' first joins per second (each made a ticket), counted until
     /// the last of them was answered.
     pub first_joins_per_sec: f64,
-    /// Join requests in the burst, and its duration.
+    /// Joins answered in the burst (from the queue's opening until the last
+    /// bot's last join was answered), of them the bots', and its duration.
     pub burst_joins: u64,
+    pub bot_joins: u64,
     pub burst_secs: f64,
 }
 
@@ -257,8 +259,17 @@ pub async fn queue(env: &Environment, c: &Common, spec: QueueSpec) -> anyhow::Re
         .await
     };
     let burst = take(&burst);
-    let burst_joins: u64 = burst.iter().map(|b| b.0).sum();
-    let burst_secs = burst.iter().map(|b| b.2).max().unwrap_or(0) as f64 / 1e6;
+    let bot_joins: u64 = burst.iter().map(|b| b.0).sum();
+    let burst_end_us = burst.iter().map(|b| b.2).max().unwrap_or(0);
+    let burst_secs = burst_end_us as f64 / 1e6;
+    // Every join answered (200 or 201) within the burst: the bots' and those
+    // of shoppers whose moment fell in it, served side by side.
+    let burst_joins = ledger
+        .samples
+        .iter()
+        .filter(|s| s.kind == Kind::Join && (s.status == 200 || s.status == 201))
+        .filter(|s| s.sent_us + s.latency_us <= burst_end_us)
+        .count() as u64;
     let first_secs = burst.iter().map(|b| b.1).max().unwrap_or(0) as f64 / 1e6;
     let first_joins_per_sec = burst.len() as f64 / first_secs.max(1e-6);
 
@@ -429,6 +440,7 @@ pub async fn queue(env: &Environment, c: &Common, spec: QueueSpec) -> anyhow::Re
         joins_per_sec,
         health_per_sec,
         burst_joins,
+        bot_joins,
         burst_secs,
         first_joins_per_sec,
     };
