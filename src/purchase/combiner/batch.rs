@@ -247,10 +247,12 @@ async fn release_all(
 }
 
 /// Inserts every accepted order and moves both counters by what was really
-/// inserted, in one statement (sale before product, as everywhere). With a
-/// hold the orders wait for payment until `expires_at` (database clock);
-/// without one they are confirmed, and each one's confirmation email commits
-/// with it.
+/// inserted, in one statement (sale before product, as everywhere): the
+/// function `insert_sale_orders` of `migrations/0010_sale_orders_function.sql`,
+/// which states what it keeps. With a hold the orders wait for payment until
+/// `expires_at` (database clock); without one they are confirmed, and each
+/// one's confirmation email commits with it. On a waiting-room sale each
+/// buyer's ticket is used by the order.
 async fn insert_orders(
     tx: &mut sqlx::PgConnection,
     sale_id: i64,
@@ -258,50 +260,27 @@ async fn insert_orders(
     win_users: &[i64],
     win_qty: &[i32],
 ) -> Result<Vec<Order>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "with ins as (
-             insert into purchase_order (sale_id, product_id, user_id, quantity, unit_price_cents,
-                                         total_cents, currency, status, expires_at)
-             select $1, $2, b.user_id, b.quantity, $3, b.quantity * $3,
-                    (select currency from product where id = $2),
-                    case when $6 > 0 then 'pending_payment' else 'confirmed' end,
-                    case when $6 > 0 then now() + make_interval(secs => $6) end
-               from unnest($4::bigint[], $5::int[]) with ordinality as b(user_id, quantity, n)
-              order by b.n
-             on conflict (sale_id, user_id) where status in {LIVE} do nothing
-             returning {COLUMNS}),
-         s as (update sale set remaining = remaining - (select coalesce(sum(quantity), 0) from ins)
-                where id = $1 returning remaining),
-         p as (update product set sell_count = sell_count + (select coalesce(sum(quantity), 0) from ins)
-                where id = $2),
-         m as (insert into outbox (kind, user_id, order_id)
-               select 'order_confirmation', user_id, id from ins where status = 'confirmed')
-         {tickets}
-         select {COLUMNS},
-                -- Announce the new stock to every instance (sent on commit).
-                (select {announce} from s) is null as announced
-           from ins",
-        announce = remaining_announcement("$1", "s.remaining"),
-        // One ticket buys once; a sale without a waiting room has no tickets,
-        // and its statement does not look for them. `used_at` is the clock
-        // now, after the lock's statement saw the ticket admitted (`now()`,
-        // the transaction's start, may precede an admission that committed
-        // while the batch waited for the lock).
-        tickets = if sale.waiting_room {
-            ", t as (update queue_ticket q set used_at = clock_timestamp(), order_id = ins.id
-                      from ins where q.sale_id = $1 and q.user_id = ins.user_id)"
-        } else {
-            ""
-        }
-    ))
-    .bind(sale_id)
-    .bind(sale.product_id)
-    .bind(sale.price_cents)
-    .bind(win_users)
-    .bind(win_qty)
-    .bind(sale.hold_secs)
-    .fetch_all(tx)
-    .await
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "with ins as (select * from insert_sale_orders($1, $2, $3, $4, $5, $6, $7))
+             select {COLUMNS},
+                    -- Announce the new stock to every instance (sent on commit).
+                    (select {announce} from (select remaining from ins limit 1) s) is null
+                        as announced
+               from ins",
+            announce = remaining_announcement("$1", "s.remaining"),
+        )
+    });
+    sqlx::query_as(SQL.as_str())
+        .bind(sale_id)
+        .bind(sale.product_id)
+        .bind(sale.price_cents)
+        .bind(win_users)
+        .bind(win_qty)
+        .bind(sale.hold_secs)
+        .bind(sale.waiting_room)
+        .fetch_all(tx)
+        .await
 }
 
 /// The batch's decisions: an answer for each refused buyer (`None` for the
