@@ -21,6 +21,8 @@
 //! lock, and every buyer is decided again.
 
 use std::collections::{HashMap, HashSet};
+
+use sqlx::FromRow;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -194,9 +196,16 @@ pub(super) async fn transact(
     let orders = if win_users.is_empty() {
         Vec::new()
     } else {
-        insert_orders(&mut tx, sale_id, &sale, &win_users, &win_qty)
-            .await
-            .map_err(clean)?
+        insert_orders(
+            &mut tx,
+            pool.is_pooled(),
+            sale_id,
+            &sale,
+            &win_users,
+            &win_qty,
+        )
+        .await
+        .map_err(clean)?
     };
     let sold: i64 = orders.iter().map(|o| i64::from(o.quantity)).sum();
     let after = sale.remaining - sold;
@@ -255,22 +264,35 @@ async fn release_all(
 /// buyer's ticket is used by the order.
 async fn insert_orders(
     tx: &mut sqlx::PgConnection,
+    pooled: bool,
     sale_id: i64,
     sale: &LockedSale,
     win_users: &[i64],
     win_qty: &[i32],
 ) -> Result<Vec<Order>, sqlx::Error> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "with ins as (select * from insert_sale_orders($1, $2, $3, $4, $5, $6, $7))
-             select {COLUMNS},
-                    -- Announce the new stock to every instance (sent on commit).
-                    (select {announce} from (select remaining from ins limit 1) s) is null
-                        as announced
-               from ins",
-            announce = remaining_announcement("$1", "s.remaining"),
-        )
-    });
+    if pooled {
+        // Behind a pooler a statement with parameters costs two round trips
+        // (described, then run: nothing can stay prepared), both under the
+        // lock. Every value here is a number, written as a literal, and the
+        // simple query takes one round trip.
+        let list = |v: Vec<String>| format!("'{{{}}}'", v.join(","));
+        let sale_lit = sale_id.to_string();
+        let users = list(win_users.iter().map(i64::to_string).collect());
+        let quantities = list(win_qty.iter().map(i32::to_string).collect());
+        let sql = insert_statement([
+            &sale_lit,
+            &sale.product_id.to_string(),
+            &sale.price_cents.to_string(),
+            &format!("{users}::bigint[]"),
+            &format!("{quantities}::integer[]"),
+            &sale.hold_secs.to_string(),
+            if sale.waiting_room { "true" } else { "false" },
+        ]);
+        let rows = sqlx::Executor::fetch_all(tx, sqlx::raw_sql(&sql)).await?;
+        return rows.iter().map(Order::from_row).collect();
+    }
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| insert_statement(["$1", "$2", "$3", "$4", "$5", "$6", "$7"]));
     sqlx::query_as(SQL.as_str())
         .bind(sale_id)
         .bind(sale.product_id)
@@ -281,6 +303,22 @@ async fn insert_orders(
         .bind(sale.waiting_room)
         .fetch_all(tx)
         .await
+}
+
+/// The statement of [`insert_orders`], with its seven arguments (the sale's
+/// first) as placeholders or literals.
+fn insert_statement(args: [&str; 7]) -> String {
+    let [sale, product, price, users, quantities, hold_secs, tickets] = args;
+    format!(
+        "with ins as (select * from insert_sale_orders({sale}, {product}, {price}, {users},
+                                                        {quantities}, {hold_secs}, {tickets}))
+         select {COLUMNS},
+                -- Announce the new stock to every instance (sent on commit).
+                (select {announce} from (select remaining from ins limit 1) s) is null
+                    as announced
+           from ins",
+        announce = remaining_announcement(sale, "s.remaining"),
+    )
 }
 
 /// The batch's decisions: an answer for each refused buyer (`None` for the
